@@ -1,0 +1,83 @@
+"""Tiny synthetic CIFAR-10 data in the real `cifar-10-batches-py` format, and shared fixtures."""
+
+import os
+import pickle
+import sys
+import tarfile
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use('Agg')  # tests never open windows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cifar_cnn  # noqa: E402
+
+TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
+TEST_IMAGES = 24
+
+
+def write_batch(path, images, labels, protocol=4):
+    """Writes images (N, 32, 32, 3) uint8 the way the official archive stores them."""
+    batch = {b'batch_label': b'synthetic', b'labels': [int(v) for v in labels],
+             b'data': images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
+             b'filenames': [f'img_{i}.png'.encode() for i in range(len(images))]}
+    with open(path, 'wb') as f:
+        pickle.dump(batch, f, protocol=protocol)
+
+
+def make_cifar_folder(parent, seed=0):
+    """parent/cifar-10-batches-py with 40 training and 24 test random images.
+    Returns the folder and the arrays written: (x_train, y_train, x_test, y_test)."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(parent, 'cifar-10-batches-py')
+    os.makedirs(folder, exist_ok=True)
+    x_train = rng.integers(0, 256, (5 * TRAIN_PER_BATCH, 32, 32, 3), dtype=np.uint8)
+    y_train = rng.integers(0, 10, 5 * TRAIN_PER_BATCH).astype(np.uint8)
+    x_test = rng.integers(0, 256, (TEST_IMAGES, 32, 32, 3), dtype=np.uint8)
+    y_test = rng.integers(0, 10, TEST_IMAGES).astype(np.uint8)
+    for i in range(5):
+        s = slice(i * TRAIN_PER_BATCH, (i + 1) * TRAIN_PER_BATCH)
+        write_batch(os.path.join(folder, f'data_batch_{i + 1}'), x_train[s], y_train[s])
+    write_batch(os.path.join(folder, 'test_batch'), x_test, y_test)
+    return folder, (x_train, y_train, x_test, y_test)
+
+
+def make_tarball(parent, seed=0):
+    """parent/cifar-10-python.tar.gz holding cifar-10-batches-py, like the official download."""
+    src = os.path.join(parent, 'src')
+    folder, arrays = make_cifar_folder(src, seed)
+    path = os.path.join(parent, 'cifar-10-python.tar.gz')
+    with tarfile.open(path, 'w:gz') as t:
+        t.add(folder, arcname='cifar-10-batches-py')
+    return path, arrays
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A folder holding cifar-10-batches-py (what --data-dir usually points at)."""
+    make_cifar_folder(str(tmp_path))
+    return str(tmp_path)
+
+
+@pytest.fixture(scope='session')
+def session_cifar_dir(tmp_path_factory):
+    parent = str(tmp_path_factory.mktemp('cifar'))
+    make_cifar_folder(parent)
+    return parent
+
+
+@pytest.fixture(scope='session')
+def trained(session_cifar_dir, tmp_path_factory):
+    """A CifarCNN that ran the post's steps up to training (2 epochs) on the tiny data set."""
+    import keras
+    keras.utils.set_random_seed(0)
+    figures = str(tmp_path_factory.mktemp('figures'))
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir=figures, epochs=2, batch_size=8)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    cnn.history = cnn.train_model()
+    return cnn
