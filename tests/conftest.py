@@ -14,7 +14,7 @@ matplotlib.use('Agg')  # tests never open windows
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cifar_cnn  # noqa: E402
+import cifar_cnn
 
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
 TEST_IMAGES = 24

@@ -45,7 +45,8 @@ def test_load_missing_file():
 
 def test_load_truncated_file(saved_model, tmp_path):
     bad = tmp_path / 'truncated.keras'
-    data = open(saved_model, 'rb').read()
+    with open(saved_model, 'rb') as f:
+        data = f.read()
     bad.write_bytes(data[:len(data) // 2])
     with pytest.raises(CifarError, match=r'truncated.keras: not a loadable .keras model'):
         cifar_cnn.CifarCNN(load_data=False).load_model(str(bad))

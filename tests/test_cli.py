@@ -17,7 +17,7 @@ FIGURES = {'25-train-images.png', 'normalized.png', 'history.png', 'predictions.
 
 def run_cli(*args, timeout=120):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'cifar_cnn.py'), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope='module')

@@ -53,9 +53,11 @@ def test_same_as_keras_loader(tmp_path):
 
 
 def test_download_failure_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    message = ('URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: None '
+               '-- [Errno -3] Temporary failure in name resolution')
+
     def no_network():
-        raise Exception('URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: None '
-                        '-- [Errno -3] Temporary failure in name resolution')
+        raise Exception(message)  # noqa: TRY002 -- what Keras's get_file raises
     monkeypatch.setattr(cifar_cnn.keras.datasets.cifar10, 'load_data', no_network)
     with pytest.raises(CifarError, match=r'could not download CIFAR-10 .*--data-dir'):
         load_cifar10(None)

@@ -116,7 +116,7 @@ def test_confusion_matrix_counts_every_test_image(trained, capsys):
         assert matrix[t, p] >= 1
     np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(trained.test_labels[:, 0], minlength=10))
     out = capsys.readouterr().out
-    rows = re.findall(r'^  (\w+)\s+(\d\.\d\d)$', out, re.M)
+    rows = re.findall(r'^  (\w+)\s+(\d\.\d\d)$', out, re.MULTILINE)
     assert sorted(name for name, _ in rows) == sorted(cifar_cnn.CLASSES)
     values = [float(v) for _, v in rows]
     assert values == sorted(values)  # worst first
