@@ -166,19 +166,20 @@ def cpu_has_bfloat16():
 
 def choose_precision(requested):
     """`--precision` -> (Keras dtype policy, why). `auto` picks mixed precision only where the
-    hardware computes it natively; elsewhere it would be slower than float32."""
+    hardware computes it natively; elsewhere it is slower than float32."""
     gpus = tf.config.list_physical_devices('GPU')
     if gpus:
-        cc = tf.config.experimental.get_device_details(gpus[0]).get('compute_capability') or (0, 0)
-        fast = tuple(cc) >= (7, 0)  # Keras's advice: float16 pays off from compute capability 7.0
-        mixed, why = 'mixed_float16', f'GPU with compute capability {cc[0]}.{cc[1]}'
+        cc = tuple(tf.config.experimental.get_device_details(gpus[0]).get('compute_capability') or (0, 0))
+        mixed, native = 'mixed_float16', cc >= (7, 0)  # Keras's advice: float16 pays from 7.0 on
+        hardware = f'a GPU of compute capability {cc[0]}.{cc[1]}'
     else:
-        fast = cpu_has_bfloat16()
-        mixed = 'mixed_bfloat16'
-        why = 'CPU with native bfloat16' if fast else 'CPU without native bfloat16 (no amx_bf16/avx512_bf16)'
-    if requested == 'float32' or (requested == 'auto' and not fast):
-        return 'float32', f'{requested} on a {why}'
-    return mixed, f'{requested} on a {why}'
+        mixed, native = 'mixed_bfloat16', cpu_has_bfloat16()
+        hardware = f'a CPU {"with" if native else "without"} native bfloat16 (amx_bf16/avx512_bf16)'
+    if requested == 'float32':
+        return 'float32', 'as asked'
+    if requested == 'mixed':
+        return mixed, f'as asked, on {hardware}'
+    return (mixed if native else 'float32'), f'auto, on {hardware}'
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -156,3 +156,13 @@ def test_stop_on_ctrl_c_keeps_finished_epochs(cifar_dir, tmp_path, capsys):
     assert len(cnn.epoch_times) == 2
     assert 'Training stopped by Ctrl-C after 2 finished epoch(s)' in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+@pytest.mark.skipif(bool(cifar_cnn.tf.config.list_physical_devices('GPU')), reason='CPU rules only')
+@pytest.mark.parametrize(('native', 'requested', 'policy'), [
+    (False, 'auto', 'float32'), (True, 'auto', 'mixed_bfloat16'),
+    (False, 'mixed', 'mixed_bfloat16'), (True, 'float32', 'float32')])
+def test_choose_precision_on_cpu(monkeypatch, native, requested, policy):
+    monkeypatch.setattr(cifar_cnn, 'cpu_has_bfloat16', lambda: native)
+    chosen, why = cifar_cnn.choose_precision(requested)
+    assert chosen == policy and why
