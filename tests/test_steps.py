@@ -52,7 +52,7 @@ def test_build_model_is_the_posts_network(cifar_dir, tmp_path, capsys):
     assert [type(layer).__name__ for layer in model.layers] == [
         'Conv2D', 'MaxPooling2D', 'Conv2D', 'MaxPooling2D', 'Conv2D', 'Flatten', 'Dense', 'Dense']
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
-    assert model.optimizer.name == 'adam'
+    assert isinstance(model.optimizer, cifar_cnn.keras.optimizers.Adam)
     assert model.loss.from_logits is True
 
 
