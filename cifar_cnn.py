@@ -224,6 +224,21 @@ class StopOnCtrlC(keras.callbacks.Callback):
             signal.signal(signal.SIGINT, self.previous)
 
 
+def write_atomically(path, write):
+    """Calls `write(tmp)` with a temporary name beside `path`, then renames it to `path`, so a
+    failed or interrupted write never leaves half a file there (a previous file stays whole)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp{os.path.splitext(name)[1]}')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 # --- The post's class ---------------------------------------------------------------------------
 
 class CifarCNN:
@@ -244,19 +259,10 @@ class CifarCNN:
                 self.test_imgs, self.test_labels = self.test_imgs[:limit], self.test_labels[:limit]
 
     def save_figure(self, fig, name):
-        """The one place figures are written: `figures_dir/name`, via a temporary file and a
-        rename, so an interrupted run never leaves half a PNG. Stands where the post calls
-        `plt.show()`, and still shows the figure with `--show`."""
+        """The one place figures are written: `figures_dir/name`, atomically. It stands where the
+        post calls `plt.show()`, and still shows the figure with `--show`."""
         path = os.path.join(self.figures_dir, name)
-        tmp = os.path.join(self.figures_dir, f'.{name}.{os.getpid()}.tmp')
-        try:
-            fig.savefig(tmp, format='png')
-            os.replace(tmp, path)
-        except OSError as e:
-            raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
         print(f'Wrote {path}')
         if self.show:
             plt.show()
@@ -457,19 +463,12 @@ class CifarCNN:
         return matrix
 
     def save_model(self, path):
-        """Writes the model in Keras's .keras format, via a temporary file and a rename."""
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f'.{os.path.basename(path)}.{os.getpid()}.keras')
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        except OSError as e:
-            raise CifarError(f'cannot save the model to {path}: {e.strerror or e}') from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        """Writes the model in Keras's .keras format, atomically."""
+        write_atomically(path, self.model.save)
         print(f'Saved the trained model to {path}')
 
-    def load_model(self, path):
+    @staticmethod
+    def load_model(path):
         """Loads a model saved by --save-model; refuses files that are not one."""
         if not os.path.isfile(path):
             raise CifarError(f'--load-model {path}: no such file')
@@ -543,8 +542,10 @@ def parse_args(argv=None):
     return args
 
 
-def check_writable(folder):
-    """Fails before any slow step if figures cannot be written to `folder`."""
+def check_writable(folder, what):
+    """Fails before any slow step if `what` cannot be written to `folder`."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CifarError(f'cannot write {what} to {folder}: it is a file, not a folder')
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f'.write-test.{os.getpid()}')
@@ -552,36 +553,37 @@ def check_writable(folder):
             pass
         os.remove(probe)
     except OSError as e:
-        raise CifarError(f'cannot write figures to {folder}: {e.strerror or e}') from None
+        raise CifarError(f'cannot write {what} to {folder}: {e.strerror or e}') from None
 
 
 def run(args):
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
-    predict_only = args.load_model and args.predict
-    if predict_only:  # answer and exit: no data set, no training, no figures
+    # What can fail in a second fails before the slow steps: the model file, the output folders.
+    loaded = CifarCNN.load_model(args.load_model) if args.load_model else None
+    if loaded is not None and args.predict:  # answer and exit: no data set, no training, no figures
         cnn = CifarCNN(load_data=False)
-        cnn.model = cnn.load_model(args.load_model)
+        cnn.model = loaded
         return 1 if cnn.predict_files(args.predict) else 0
-
-    check_writable(args.figures_dir)
+    check_writable(args.figures_dir, 'figures')
     if args.save_model:
-        check_writable(os.path.dirname(os.path.abspath(args.save_model)))
-    policy, why = choose_precision(args.precision)
-    keras.mixed_precision.set_global_policy(policy)
-    print(f'Precision: {policy} ({why})')
+        check_writable(os.path.dirname(os.path.abspath(args.save_model)), 'the model')
+    if loaded is None:
+        policy, why = choose_precision(args.precision)
+        keras.mixed_precision.set_global_policy(policy)
+        print(f'Precision: {policy} ({why})')
 
     cnn = CifarCNN(data_dir=args.data_dir, figures_dir=args.figures_dir, epochs=args.epochs,
                    batch_size=args.batch_size, limit=args.limit, show=args.show)
     cnn.explore_data()
     cnn.preprocess_data()
-    if args.load_model:
-        cnn.model = cnn.load_model(args.load_model)
-    else:
+    if loaded is None:
         cnn.model = cnn.build_model()
         cnn.history = cnn.train_model()
         if args.save_model:
             cnn.save_model(args.save_model)
+    else:
+        cnn.model = loaded
     cnn.evaluate_model()
     predictions = cnn.make_prediction()
     cnn.confusion_matrix(predictions)

@@ -33,7 +33,7 @@ def test_failed_save_leaves_nothing_at_path(trained, tmp_path, monkeypatch):
         original(tmp, *a, **k)
         raise OSError(28, 'No space left on device')
     monkeypatch.setattr(trained.model, 'save', save_then_fail)
-    with pytest.raises(CifarError, match='cannot save the model to .*: No space left on device'):
+    with pytest.raises(CifarError, match='cannot write .*model.keras: No space left on device'):
         trained.save_model(str(path))
     assert os.listdir(tmp_path) == []
 

@@ -117,3 +117,19 @@ def test_ctrl_c_stops_training_and_finishes_the_run(session_cifar_dir, tmp_path)
     assert 'Training stopped by Ctrl-C after' in text
     assert 'Accuracy: ' in text and 'Traceback' not in text
     assert set(os.listdir(tmp_path)) == FIGURES
+
+
+def test_missing_model_fails_before_loading_data(tmp_path, capsys):
+    code = cifar_cnn.main(['--load-model', str(tmp_path / 'none.keras'), '--data-dir', '/nonexistent',
+                           '--figures-dir', str(tmp_path / 'f')])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == f'error: --load-model {tmp_path / "none.keras"}: no such file'
+
+
+def test_unwritable_model_folder_fails_before_loading(tmp_path, capsys):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('')
+    code = cifar_cnn.main(['--save-model', str(blocker / 'm.keras'), '--data-dir', '/nonexistent',
+                           '--figures-dir', str(tmp_path / 'f')])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == f'error: cannot write the model to {blocker}: it is a file, not a folder'
