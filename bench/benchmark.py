@@ -4,8 +4,9 @@ defaults, each in its own subprocess, one after the other, for S seeds and E epo
     python bench/benchmark.py --data-dir /tmp/cifar10            # 10 epochs, 3 seeds (~35 min here)
     python bench/benchmark.py --data-dir /tmp/cifar10 --quick    # 1 epoch, 1 seed: a smoke run
 
-Per side: wall time of the whole run (start-up and data loading included), mean epoch time, peak
-resident memory (the child's own ru_maxrss, from os.wait4), test accuracy; then ours/post ratios.
+Per side: wall time of the whole run (start-up and data loading included), CPU time (user + system:
+steadier than wall time on a shared machine), mean epoch time, peak resident memory (the child's
+own ru_maxrss, from os.wait4), test accuracy; then ours/post ratios.
 Prints a Markdown table ready for the README. Run it on an otherwise idle machine.
 """
 
@@ -24,7 +25,7 @@ ROOT = os.path.dirname(HERE)
 
 
 def run_side(cmd):
-    """Runs one side; returns wall seconds, peak RSS in GB, epoch times, test accuracy."""
+    """Runs one side; returns wall and CPU seconds, peak RSS in GB, mean epoch time, test accuracy."""
     start = time.perf_counter()
     with tempfile.TemporaryFile('w+') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -37,7 +38,8 @@ def run_side(cmd):
         sys.exit(f'{" ".join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}')
     times = [float(t) for t in re.search(r'^Epoch times \(s\): ([\d., ]+?)(;|$)', out, re.MULTILINE).group(1).split(', ')]
     accuracy = float(re.search(r'^Accuracy: ([\d.]+)', out, re.MULTILINE).group(1))
-    return {'wall': wall, 'rss': usage.ru_maxrss / 1024**2, 'epoch': statistics.mean(times), 'acc': accuracy}
+    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rss': usage.ru_maxrss / 1024**2,
+            'epoch': statistics.mean(times), 'acc': accuracy}
 
 
 def cpu_name():
@@ -70,22 +72,27 @@ def main():
             for side, cmd in sides.items():
                 r = run_side(cmd)
                 results[side].append(r)
-                print(f'seed {seed} {side:>4}: wall {r["wall"]:.0f} s, {r["epoch"]:.1f} s/epoch, '
+                print(f'seed {seed} {side:>4}: wall {r["wall"]:.0f} s, CPU {r["cpu"]:.0f} s, {r["epoch"]:.1f} s/epoch, '
                       f'peak RSS {r["rss"]:.2f} GB, test accuracy {r["acc"]:.4f}', flush=True)
 
     def summary(side):
         rs = results[side]
-        return {'wall': statistics.mean(r['wall'] for r in rs), 'epoch': statistics.mean(r['epoch'] for r in rs),
+        return {'wall': statistics.mean(r['wall'] for r in rs), 'cpu': statistics.mean(r['cpu'] for r in rs),
+                'epoch': statistics.mean(r['epoch'] for r in rs),
                 'rss': max(r['rss'] for r in rs), 'acc': statistics.median(r['acc'] for r in rs)}
     post, ours = summary('post'), summary('ours')
     print(f'\n{args.epochs} epochs, batch 32, seeds 0-{args.seeds - 1}; {cpu_name()}, {os.cpu_count()} cores; '
-          f'wall and epoch: mean over seeds; RSS: max; accuracy: median (local CIFAR-10 copy)\n')
-    print('| | wall time | mean epoch | peak RSS | test accuracy |')
-    print('|---|---|---|---|---|')
+          f'wall, CPU and epoch: mean over seeds; RSS: max; accuracy: median (local CIFAR-10 copy)\n')
+    print('| | wall time | CPU time | mean epoch | peak RSS | test accuracy |')
+    print('|---|---|---|---|---|---|')
     for name, s in (('post as printed', post), ('cifar_cnn.py', ours)):
-        print(f'| {name} | {s["wall"]:.0f} s | {s["epoch"]:.1f} s | {s["rss"]:.2f} GB | {s["acc"]:.4f} |')
-    print(f'| ours / post | **{ours["wall"] / post["wall"]:.2f}x** | {ours["epoch"] / post["epoch"]:.2f}x | '
-          f'{ours["rss"] / post["rss"]:.2f}x | {ours["acc"] - post["acc"]:+.4f} |')
+        print(f'| {name} | {s["wall"]:.0f} s | {s["cpu"]:.0f} s | {s["epoch"]:.1f} s | {s["rss"]:.2f} GB '
+              f'| {s["acc"]:.4f} |')
+    print(f'| ours / post | **{ours["wall"] / post["wall"]:.2f}x** | {ours["cpu"] / post["cpu"]:.2f}x '
+          f'| {ours["epoch"] / post["epoch"]:.2f}x | {ours["rss"] / post["rss"]:.2f}x '
+          f'| {ours["acc"] - post["acc"]:+.4f} |')
+    print('\nper seed (post, ours): accuracy ' + '; '.join(
+        f'{p["acc"]:.4f}, {o["acc"]:.4f}' for p, o in zip(results['post'], results['ours'])))
 
 
 if __name__ == '__main__':
