@@ -415,7 +415,7 @@ class CifarCNN:
     def make_prediction(self):
         prob_model = keras.Sequential([
             self.model,
-            layers.Softmax()
+            layers.Softmax(dtype='float32')  # float32 probabilities under mixed precision too
         ])
 
         predictions = prob_model.predict(self.test_ds, verbose=0)
@@ -486,7 +486,7 @@ class CifarCNN:
     def predict_files(self, paths):
         """Classifies image files of any size or mode: converted to RGB, resized to 32x32 (bilinear),
         scaled to [0, 1]. Prints the top 3 classes per file; returns the number of files that failed."""
-        prob_model = keras.Sequential([self.model, layers.Softmax()])
+        prob_model = keras.Sequential([self.model, layers.Softmax(dtype='float32')])
         failed = 0
         for path in paths:
             try:

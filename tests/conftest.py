@@ -56,6 +56,15 @@ def make_tarball(parent, seed=0):
     return path, arrays
 
 
+@pytest.fixture(autouse=True)
+def restore_dtype_policy():
+    """main() sets Keras's global dtype policy (mixed_bfloat16 on a CPU with native bf16): undo it."""
+    import keras
+    policy = keras.mixed_precision.global_policy()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+
+
 @pytest.fixture
 def cifar_dir(tmp_path):
     """A folder holding cifar-10-batches-py (what --data-dir usually points at)."""

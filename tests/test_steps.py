@@ -166,3 +166,18 @@ def test_choose_precision_on_cpu(monkeypatch, native, requested, policy):
     monkeypatch.setattr(cifar_cnn, 'cpu_has_bfloat16', lambda: native)
     chosen, why = cifar_cnn.choose_precision(requested)
     assert chosen == policy and why
+
+
+def test_mixed_precision_keeps_the_network_and_float32_probabilities(cifar_dir, tmp_path):
+    """What `--precision mixed` (or auto on a CPU with native bf16) runs: same 122,570 weights,
+    float32 probabilities that sum to 1 (bfloat16 ones are off by up to 1%)."""
+    cifar_cnn.keras.mixed_precision.set_global_policy('mixed_bfloat16')  # the autouse fixture undoes it
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), epochs=1, batch_size=8)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    assert cnn.model.count_params() == 122_570
+    assert cnn.model.layers[0].compute_dtype == 'bfloat16' and cnn.model.layers[0].variable_dtype == 'float32'
+    cnn.history = cnn.train_model()
+    predictions = cnn.make_prediction()
+    assert predictions.dtype == np.float32
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
