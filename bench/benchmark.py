@@ -38,8 +38,9 @@ def run_side(cmd):
         sys.exit(f'{" ".join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}')
     times = [float(t) for t in re.search(r'^Epoch times \(s\): ([\d., ]+?)(;|$)', out, re.MULTILINE).group(1).split(', ')]
     accuracy = float(re.search(r'^Accuracy: ([\d.]+)', out, re.MULTILINE).group(1))
+    precision = re.search(r'^Precision: (\S+)', out, re.MULTILINE)  # cifar_cnn.py says what it chose
     return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rss': usage.ru_maxrss / 1024**2,
-            'epoch': statistics.mean(times), 'acc': accuracy}
+            'epoch': statistics.mean(times), 'acc': accuracy, 'precision': precision and precision.group(1)}
 
 
 def cpu_name():
@@ -85,7 +86,7 @@ def main():
           f'wall, CPU and epoch: mean over seeds; RSS: max; accuracy: median (local CIFAR-10 copy)\n')
     print('| | wall time | CPU time | mean epoch | peak RSS | test accuracy |')
     print('|---|---|---|---|---|---|')
-    for name, s in (('post as printed', post), ('cifar_cnn.py', ours)):
+    for name, s in (('post as printed (float32)', post), (f'cifar_cnn.py ({results["ours"][0]["precision"]})', ours)):
         print(f'| {name} | {s["wall"]:.0f} s | {s["cpu"]:.0f} s | {s["epoch"]:.1f} s | {s["rss"]:.2f} GB '
               f'| {s["acc"]:.4f} |')
     print(f'| ours / post | **{ours["wall"] / post["wall"]:.2f}x** | {ours["cpu"] / post["cpu"]:.2f}x '

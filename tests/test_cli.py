@@ -133,3 +133,17 @@ def test_unwritable_model_folder_fails_before_loading(tmp_path, capsys):
                            '--figures-dir', str(tmp_path / 'f')])
     assert code == 1
     assert capsys.readouterr().err.strip() == f'error: cannot write the model to {blocker}: it is a file, not a folder'
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='needs Linux CPU affinity')
+@pytest.mark.parametrize(('user', 'expected'), [({}, ['1', '2', 'true']),
+                                                ({'TF_NUM_INTRAOP_THREADS': '3'}, ['3', '2', 'true'])])
+def test_thread_settings_on_two_cpus_and_user_wins(user, expected):
+    """On 2 CPUs or fewer the program picks TensorFlow's thread settings before TensorFlow loads;
+    a variable the user set is left alone."""
+    names = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD')
+    code = ('import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
+            f'sys.path.insert(0, {ROOT!r}); import cifar_cnn; print([os.environ.get(k) for k in {names!r}])')
+    env = {k: v for k, v in os.environ.items() if k not in names} | user
+    result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True, env=env)
+    assert result.stdout.strip() == str(expected)
