@@ -30,7 +30,7 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 # over both sometimes halves the speed for whole epochs; one thread per op, two ops at a time, and
 # oneDNN working on the calling thread ran every epoch at full speed with ~12% less CPU (README,
 # Performance). Measured only on 2 CPUs, so bigger machines keep TensorFlow's defaults.
-if len(os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else range(os.cpu_count() or 1)) <= 2:
+if (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1) <= 2:
     os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
     os.environ.setdefault('TF_NUM_INTEROP_THREADS', '2')
     os.environ.setdefault('TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD', 'true')
@@ -421,10 +421,7 @@ class CifarCNN:
         thisplot[actual_label].set_color('blue')
 
     def make_prediction(self):
-        prob_model = keras.Sequential([
-            self.model,
-            layers.Softmax(dtype='float32')  # float32 probabilities under mixed precision too
-        ])
+        prob_model = self.probability_model()  # the post's Sequential([self.model, Softmax()])
 
         predictions = prob_model.predict(self.test_ds, verbose=0)
 
@@ -443,6 +440,13 @@ class CifarCNN:
         return predictions
 
     # --- Beyond the post ------------------------------------------------------------------------
+
+    def probability_model(self):
+        """The post's softmax wrapper around the model, shared by make_prediction and predict_files."""
+        return keras.Sequential([
+            self.model,
+            layers.Softmax(dtype='float32')  # float32 probabilities under mixed precision too
+        ])
 
     def confusion_matrix(self, predictions):
         """Where the model errs: a 10x10 heat map of true vs predicted class over the whole test
@@ -494,7 +498,7 @@ class CifarCNN:
     def predict_files(self, paths):
         """Classifies image files of any size or mode: converted to RGB, resized to 32x32 (bilinear),
         scaled to [0, 1]. Prints the top 3 classes per file; returns the number of files that failed."""
-        prob_model = keras.Sequential([self.model, layers.Softmax(dtype='float32')])
+        prob_model = self.probability_model()
         failed = 0
         for path in paths:
             try:
