@@ -1,38 +1,56 @@
-"""Basic CIFAR CNN: the runnable companion to the blog post "Basic CIFAR CNN".
+"""Basic CIFAR CNN, runnable: the blog post's `CifarCNN` on today's TensorFlow and Keras 3.
 
-The post walks through TensorFlow's CNN tutorial as one class, `CifarCNN`. This file is that
-class, method for method and in the post's order, fixed to run on TensorFlow 2.16+ / Keras 3:
+Read it beside the post: `class CifarCNN` holds the post's methods in the post's order, and a
+`# post:` comment marks each change from the post and says why (bench/post_as_printed.py is the
+post fixed only so that it runs). Then come Beyond the post, Support (plumbing), the command line.
 
-    python cifar_cnn.py                      # downloads CIFAR-10 through Keras
-    python cifar_cnn.py --data-dir DIR       # or reads a local copy, no network
-    python cifar_cnn.py --help               # every option
-
-It explores CIFAR-10, normalises it, builds the post's 122,570-parameter CNN, trains it for 10
-epochs (~70% test accuracy), and writes the post's four figures into `figures/`. After the post's
-steps it draws a confusion matrix, and it can save the trained model (`--save-model`), load one
-instead of training (`--load-model`) and classify your own pictures (`--predict`).
+    python cifar_cnn.py                          # downloads CIFAR-10 once, trains for 10 epochs
+    python cifar_cnn.py --limit 2000 --epochs 1  # a one-minute check that it works
 """
 
 import argparse
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import math
 import os
 import pickle
+import pickletools
 import signal
+import stat
 import sys
 import tarfile
 import time
+import urllib.request
+import warnings
+import zipfile
 import zlib
 
-# Set before TensorFlow loads. It prints a screenful of C++ start-up notes unless told not to;
-# and it turns oneDNN's fast CPU kernels on by default only on some Intel CPUs: ask for them.
+if __name__ == '__main__':  # Ctrl-C while TensorFlow loads: one line, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: (print('\nInterrupted.', file=sys.stderr), os._exit(130)))
+
+
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (Linux), e.g. {'avx2', 'avx512_bf16'}; else empty."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return set(next((line for line in f if line.startswith('flags')), ':').split(':', 1)[1].split())
+    except OSError:
+        return set()
+
+
+# Before TensorFlow loads: hide its C++ start-up notes, ask for oneDNN's fast CPU kernels and, on 2 CPUs,
+# use the thread layout measured fastest on each CPU kind (bench/README.md). Your own settings win.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-# On 2 CPUs (often one core's two hyperthreads), TensorFlow's default of splitting every small op
-# over both sometimes halves the speed for whole epochs; one thread per op, two ops at a time, and
-# oneDNN working on the calling thread ran every epoch at full speed with ~12% less CPU (README,
-# Performance). Measured only on 2 CPUs, so bigger machines keep TensorFlow's defaults.
-if (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1) <= 2:
-    os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
-    os.environ.setdefault('TF_NUM_INTEROP_THREADS', '2')
+if len(os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else range(os.cpu_count() or 1)) <= 2:
+    intra, inter = ('1', '2') if 'avx512_bf16' in cpu_flags() else ('2', '1')
+    os.environ.setdefault('TF_NUM_INTRAOP_THREADS', intra)
+    os.environ.setdefault('TF_NUM_INTEROP_THREADS', inter)
     os.environ.setdefault('TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD', 'true')
 
 import keras
@@ -40,242 +58,24 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
-from keras import layers, models
+from PIL import Image, ImageOps
+from tensorflow.keras import layers, models
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
-BATCH_FILES = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
-CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar.html'
-EVAL_BATCH_SIZE = 500  # evaluation/prediction batch: any size gives the same numbers, big is faster
+EVAL_BATCH_SIZE = 500     # evaluation and prediction: the same numbers as batches of 32, in fewer steps
+STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same math, less overhead
 
-
-class CifarError(Exception):
-    """An expected failure (bad data, bad model file, unwritable folder): one line for the user."""
-
-
-# --- Loading CIFAR-10 ---------------------------------------------------------------------------
-# The post calls `datasets.cifar10.load_data()`, which downloads. `--data-dir` reads the same
-# `cifar-10-batches-py` pickles from disk instead, with the same result (uint8, NHWC, (N, 1) labels).
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and plain Python data, and nothing else.
-
-    A pickle can name any Python callable (`os.system`, ...) and have it run while loading.
-    Like Keras 3.15 (`keras/src/datasets/npz_utils.py`), only the globals that rebuild a numpy
-    array are allowed, so a tampered batch file is refused instead of executed.
-    """
-
-    ALLOWED = frozenset({('numpy', 'ndarray'), ('numpy', 'dtype'),
-                         ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct')})
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f'refused to load: it asks for {module}.{name}, not a numpy array')
-
-
-def read_batch(name, file):
-    """One CIFAR-10 batch (an open binary file) -> (uint8 images (N, 32, 32, 3), uint8 labels (N, 1))."""
-    try:
-        batch = NumpyOnlyUnpickler(file, encoding='bytes').load()
-    except pickle.UnpicklingError as e:
-        if str(e).startswith('refused'):
-            raise CifarError(f'{name}: {e}') from None
-        raise CifarError(f'{name}: truncated or not a CIFAR-10 batch file ({e})') from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, OSError, zlib.error) as e:
-        raise CifarError(f'{name}: truncated or not a CIFAR-10 batch file ({e or type(e).__name__})') from None
-    if not isinstance(batch, dict) or b'data' not in batch or b'labels' not in batch:
-        raise CifarError(f"{name}: not a CIFAR-10 batch file (no b'data' and b'labels' entries)")
-    data, labels = batch[b'data'], np.asarray(batch[b'labels'])
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        shape = getattr(data, 'shape', type(data).__name__)
-        raise CifarError(f'{name}: images have shape {shape}, expected (N, 3072) uint8')
-    if labels.shape != (len(data),):
-        raise CifarError(f'{name}: {labels.size} labels for {len(data)} images')
-    if labels.size and (labels.dtype.kind not in 'iu' or labels.min() < 0 or labels.max() > 9):
-        raise CifarError(f'{name}: labels must be integers 0-9, found {labels.min()}..{labels.max()}')
-    # Rows are channel-first (3 x 32 x 32); Keras and matplotlib want channels last.
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8).reshape(-1, 1)
-
-
-def read_folder(folder):
-    batches = []
-    for name in BATCH_FILES:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise CifarError(f'{path}: missing (a CIFAR-10 folder holds {", ".join(BATCH_FILES)})')
-        with open(path, 'rb') as f:
-            batches.append(read_batch(path, f))
-    return batches
-
-
-def read_tarball(path):
-    """Reads the batches straight out of cifar-10-python.tar.gz: nothing is extracted to disk."""
-    try:
-        with tarfile.open(path, 'r:gz') as tar:
-            members = tar.getmembers()
-            for m in members:  # the checks of tarfile's 'data' filter, for every member
-                for name in (m.name, m.linkname if m.issym() or m.islnk() else ''):
-                    if name.startswith(('/', '\\')) or '..' in name.replace('\\', '/').split('/'):
-                        raise CifarError(f'{path}: refused: member {m.name!r} would extract outside its folder')
-            files = {m.name.split('/')[-1]: m for m in members
-                     if m.isfile() and m.name.split('/')[-2:-1] == ['cifar-10-batches-py']}
-            batches = []
-            for name in BATCH_FILES:
-                if name not in files:
-                    raise CifarError(f'{path}: has no cifar-10-batches-py/{name}')
-                batches.append(read_batch(f'{path}:{files[name].name}', tar.extractfile(files[name])))
-            return batches
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise CifarError(f'{path}: truncated or not a .tar.gz archive ({e})') from None
-
-
-def load_cifar10(data_dir=None):
-    """Returns `(train_imgs, train_labels), (test_imgs, test_labels)` exactly as
-    `keras.datasets.cifar10.load_data()` does; from `data_dir` when given, with no network."""
-    if data_dir is None:
-        try:
-            (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
-        except Exception as e:  # noqa: BLE001 -- Keras raises a bare Exception for any download failure
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz '
-                             f'from {CIFAR_URL} yourself and run with --data-dir FOLDER_HOLDING_IT') from None
-        return (np.ascontiguousarray(x_train), y_train), (np.ascontiguousarray(x_test), y_test)
-
-    if not os.path.isdir(data_dir):
-        raise CifarError(f'--data-dir {data_dir}: no such folder')
-    nested = os.path.join(data_dir, 'cifar-10-batches-py')
-    tarball = os.path.join(data_dir, 'cifar-10-python.tar.gz')
-    if any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES):
-        batches = read_folder(data_dir)
-    elif os.path.isdir(nested):
-        batches = read_folder(nested)
-    elif os.path.isfile(tarball):
-        batches = read_tarball(tarball)
-    else:
-        raise CifarError(f'--data-dir {data_dir}: holds neither cifar-10-batches-py/ nor '
-                         f'cifar-10-python.tar.gz (get it from {CIFAR_URL})')
-    train_imgs = np.concatenate([x for x, _ in batches[:5]])
-    train_labels = np.concatenate([y for _, y in batches[:5]])
-    test_imgs, test_labels = batches[5]
-    return (train_imgs, train_labels), (np.ascontiguousarray(test_imgs), test_labels)
-
-
-# --- Speed: precision and callbacks -------------------------------------------------------------
-
-def cpu_has_bfloat16():
-    """True when the CPU multiplies bfloat16 natively (Linux flags amx_bf16 / avx512_bf16)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {'amx_bf16', 'avx512_bf16'})
-
-
-def choose_precision(requested):
-    """`--precision` -> (Keras dtype policy, why). `auto` picks mixed precision only where the
-    hardware computes it natively; elsewhere it is slower than float32."""
-    gpus = tf.config.list_physical_devices('GPU')
-    if gpus:
-        cc = tuple(tf.config.experimental.get_device_details(gpus[0]).get('compute_capability') or (0, 0))
-        mixed, native = 'mixed_float16', cc >= (7, 0)  # Keras's advice: float16 pays from 7.0 on
-        hardware = f'a GPU of compute capability {cc[0]}.{cc[1]}'
-    else:
-        mixed, native = 'mixed_bfloat16', cpu_has_bfloat16()
-        hardware = f'a CPU {"with" if native else "without"} native bfloat16 (amx_bf16/avx512_bf16)'
-    if requested == 'float32':
-        return 'float32', 'as asked'
-    if requested == 'mixed':
-        return mixed, f'as asked, on {hardware}'
-    return (mixed if native else 'float32'), f'auto, on {hardware}'
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall time (seconds) in `self.times`."""
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
-
-
-class StopOnCtrlC(keras.callbacks.Callback):
-    """First Ctrl-C: finish the current step, stop, and keep what was learnt.
-    A second Ctrl-C interrupts at once (KeyboardInterrupt)."""
-
-    def on_train_begin(self, logs=None):
-        self.requested = False
-        self.stopped_in_epoch = None  # the epoch cut short, when one was
-        self.previous = None
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # main thread, not overridden
-            self.previous = signal.signal(signal.SIGINT, self.request_stop)
-
-    def request_stop(self, signum, frame):
-        self.requested = True  # no printing here: the progress bar may be mid-write
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.requested and not self.model.stop_training:
-            print('\nCtrl-C: training stops here (press again to quit now).', flush=True)
-            self.stopped_in_epoch = self.epoch
-            self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def write_atomically(path, write):
-    """Calls `write(tmp)` with a temporary name beside `path`, then renames it to `path`, so a
-    failed or interrupted write never leaves half a file there (a previous file stays whole)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp{os.path.splitext(name)[1]}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-# --- The post's class ---------------------------------------------------------------------------
 
 class CifarCNN:
-    def __init__(self, data_dir=None, figures_dir='figures', epochs=10, batch_size=32, limit=None,
-                 show=False, load_data=True):
+    def __init__(self, data_dir=None, epochs=10, batch_size=32, limit=None, figures_dir='figures',
+                 show=False, variations=None):
         self.classes = CLASSES
-        self.epochs = epochs            # the post uses self.epochs, self.model and self.history
-        self.batch_size = batch_size    # but never sets them: they are set here and in main()
-        self.model = None
-        self.history = None
-        self.epoch_times = []
-        self.figures_dir = figures_dir
-        self.show = show
-        if load_data:
-            (self.train_imgs, self.train_labels), (self.test_imgs, self.test_labels) = load_cifar10(data_dir)
-            if limit:  # --limit N: a quick run on the first N training and test images
-                self.train_imgs, self.train_labels = self.train_imgs[:limit], self.train_labels[:limit]
-                self.test_imgs, self.test_labels = self.test_imgs[:limit], self.test_labels[:limit]
-
-    def save_figure(self, fig, name):
-        """The one place figures are written: `figures_dir/name`, atomically. It stands where the
-        post calls `plt.show()`, and still shows the figure with `--show`."""
-        path = os.path.join(self.figures_dir, name)
-        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
-        print(f'Wrote {path}')
-        if self.show:
-            plt.show()
-        plt.close(fig)
-        return path
+        # post: datasets.cifar10.load_data(), which only downloads; this also reads a local copy
+        (self.train_imgs, self.train_labels), (self.test_imgs, self.test_labels) = load_cifar10(data_dir, limit)
+        self.epochs, self.batch_size = epochs, batch_size  # post: self.epochs, self.model and
+        self.model = self.history = None                    # self.history are used, never set
+        self.figures_dir, self.show = figures_dir, show
+        self.variations = variations or Variations()  # Beyond the post: --augment, --dropout, ...
 
     def explore_data(self):
         print(f'\n{len(self.train_imgs)} training examples ...')
@@ -288,44 +88,31 @@ class CifarCNN:
         print(f'Test labels: {self.test_labels}')
         print(f'Test labels type: {type(self.test_labels)}')
 
-        fig = plt.figure(figsize=(10, 10))
-        for i in range(min(25, len(self.train_imgs))):
+        plt.figure(figsize=(10, 10))
+        for i in range(min(25, len(self.train_imgs))):  # post: range(25); --limit can leave fewer
             plt.subplot(5, 5, i+1)
             plt.xticks([])
             plt.yticks([])
             plt.grid(False)
             plt.imshow(self.train_imgs[i], cmap=plt.cm.binary)
             plt.xlabel(self.classes[self.train_labels[i][0]])
-        self.save_figure(fig, '25-train-images.png')
-
-    def dataset(self, imgs, labels, batch_size, shuffle=False):
-        """A tf.data pipeline that keeps the images uint8 and scales each batch to [0, 1] float32.
-
-        The post's `imgs / 255.0` makes float64 copies of everything (1.2 GB) that Keras then
-        casts to float32 batch by batch; scaling per batch gives the same numbers in ~1/8 the memory.
-        """
-        x, y = tf.constant(imgs), tf.constant(labels)
-        ds = tf.data.Dataset.range(len(imgs))
-        if shuffle:  # a new order every epoch, as fit(shuffle=True) does for arrays
-            ds = ds.shuffle(len(imgs), reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size).map(lambda i: (tf.cast(tf.gather(x, i), tf.float32) / 255.0, tf.gather(y, i)),
-                                      num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        self.save_figure('25-train-images.png')  # post: plt.show()
 
     def preprocess_data(self):
-        self.train_ds = self.dataset(self.train_imgs, self.train_labels, self.batch_size, shuffle=True)
-        self.test_ds = self.dataset(self.test_imgs, self.test_labels, EVAL_BATCH_SIZE)
+        # post: self.train_imgs / 255.0 and self.test_imgs / 255.0, float64 copies of the data set
+        # (1.2 GB). The images stay uint8; tf.data pipelines scale each batch to float32 [0, 1].
+        self.train_ds, self.validation_ds, self.test_ds = self.pipelines()
 
-        fig = plt.figure()
+        plt.figure()
         plt.title(f'{self.classes[self.train_labels[0][0]]} ({self.train_labels[0][0]})')
-        plt.imshow(self.train_imgs[0] / np.float32(255.0))
+        plt.imshow(self.train_imgs[0] / 255.0)  # post: self.train_imgs[0], divided above
         plt.colorbar()
         plt.grid(False)
-        self.save_figure(fig, 'normalized.png')
+        self.save_figure('normalized.png')  # post: plt.show()
 
     def build_model(self):
-        model = models.Sequential([
-            keras.Input((32, 32, 3)),  # Keras 3 warns about input_shape= on the first layer
+        model = models.Sequential(self.vary([  # vary(): --augment, --batch-norm, --dropout; none by default
+            keras.Input((32, 32, 3)),  # post: input_shape=(32, 32, 3) below, which Keras 3 warns about
             layers.Conv2D(32, (3, 3), activation='relu'),
             layers.MaxPool2D((2, 2)),
             layers.Conv2D(64, (3, 3), activation='relu'),
@@ -334,60 +121,43 @@ class CifarCNN:
             layers.Flatten(),
             layers.Dense(64, activation='relu'),
             layers.Dense(10)
-        ])
+        ]))
 
         model.summary()
 
         model.compile(
             optimizer='adam',
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=['accuracy'],
-            # Run up to 32 training steps per call into TensorFlow: the same math, less overhead.
-            steps_per_execution=min(32, -(-len(self.train_imgs) // self.batch_size)),
+            steps_per_execution=STEPS_PER_EXECUTION,  # not in the post: faster, same results
         )
 
         return model
 
     def train_model(self):
-        timer, ctrl_c, history = EpochTimer(), StopOnCtrlC(), keras.callbacks.History()
-        self.model.fit(
-            self.train_ds,
+        return self.model.fit(
+            self.train_ds,  # post: self.train_imgs, self.train_labels (see preprocess_data)
             epochs=self.epochs,
-            validation_data=self.test_ds,
-            callbacks=[timer, ctrl_c, history],
-            shuffle=False,  # train_ds shuffles itself every epoch; this only silences a warning
+            validation_data=self.validation_ds,  # post: the test set; the same unless --validation-split
+            callbacks=self.callbacks(),  # not in the post: epoch times; Ctrl-C keeps finished epochs
+            shuffle=False,  # train_ds shuffles itself every epoch; fit() would warn
         )
-        self.epoch_times = timer.times
-        if ctrl_c.stopped_in_epoch is not None:
-            finished = ctrl_c.stopped_in_epoch  # keep only the epochs that ran to the end
-            history.history = {k: v[:finished] for k, v in history.history.items()}
-            history.epoch = history.epoch[:finished]
-            self.epoch_times = self.epoch_times[:finished]
-            print(f'Training stopped by Ctrl-C after {finished} finished epoch(s); '
-                  'the steps below use what was learnt so far.')
-        if self.epoch_times:
-            times = ', '.join(f'{t:.1f}' for t in self.epoch_times)
-            print(f'Epoch times (s): {times}; mean {np.mean(self.epoch_times):.1f} s/epoch')
-        return history
 
     def evaluate_model(self):
-        test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=2)
+        test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=2)  # post: test_imgs, test_labels
         print(f'Loss: {test_loss}')
         print(f'Accuracy: {test_acc}')
-        if self.history is None:  # a model from --load-model has no training history to plot
+        if self.history is None:  # not in the post: a model from --load-model has no history to plot
             return test_loss, test_acc
 
-        accuracy = self.history.history.get('accuracy', [])
-        val_accuracy = self.history.history.get('val_accuracy', [])
-        fig = plt.figure()
-        plt.plot(accuracy, label='accuracy')
-        plt.plot(val_accuracy, label='val_accuracy')
+        plt.plot(self.history.history['accuracy'], label='accuracy')
+        plt.plot(self.history.history['val_accuracy'], label=self.validation_label)  # post: 'val_accuracy'
         plt.xlabel('Epoch')
         plt.ylabel('Accuracy')
-        # The post's ylim([0.5, 1]) hides everything under 0.5, e.g. all of a short run.
-        plt.ylim([np.floor(min([0.5, *accuracy, *val_accuracy]) * 10) / 10, 1])
+        lowest = min([0.5, *self.history.history['accuracy'], *self.history.history['val_accuracy']])
+        plt.ylim([math.floor(lowest * 10) / 10, 1])  # post: [0.5, 1], hiding all under 0.5 (short runs)
         plt.legend(loc='lower right')
-        self.save_figure(fig, 'history.png')
+        self.save_figure('history.png')  # post: plt.show()
         return test_loss, test_acc
 
     def plot_img(self, prediction, actual_label, img):
@@ -421,14 +191,17 @@ class CifarCNN:
         thisplot[actual_label].set_color('blue')
 
     def make_prediction(self):
-        prob_model = self.probability_model()  # the post's Sequential([self.model, Softmax()])
+        prob_model = keras.Sequential([
+            self.model,
+            layers.Softmax(dtype='float32')  # post: Softmax(); in mixed precision that sums to 1 ± 1%
+        ])
 
-        predictions = prob_model.predict(self.test_ds, verbose=0)
+        predictions = prob_model.predict(self.test_ds, verbose=0)  # post: predict(self.test_imgs)
 
         num_rows = 5
         num_cols = 3
-        num_images = min(num_rows*num_cols, len(predictions))
-        fig = plt.figure(figsize=(2*2*num_cols, 2*num_rows))
+        num_images = min(num_rows*num_cols, len(predictions))  # post: num_rows*num_cols; see --limit
+        plt.figure(figsize=(2*2*num_cols, 2*num_rows))
         for i in range(num_images):
             plt.subplot(num_rows, 2*num_cols, 2*i+1)
             prediction, actual_label, img = predictions[i], self.test_labels[i][0], self.test_imgs[i]
@@ -436,21 +209,14 @@ class CifarCNN:
             plt.subplot(num_rows, 2*num_cols, 2*i+2)
             self.plot_predictions(prediction, actual_label)
         plt.tight_layout()
-        self.save_figure(fig, 'predictions.png')
-        return predictions
+        self.save_figure('predictions.png')  # post: plt.show()
+        return predictions  # not in the post: for confusion_matrix
 
-    # --- Beyond the post ------------------------------------------------------------------------
-
-    def probability_model(self):
-        """The post's softmax wrapper around the model, shared by make_prediction and predict_files."""
-        return keras.Sequential([
-            self.model,
-            layers.Softmax(dtype='float32')  # float32 probabilities under mixed precision too
-        ])
+    # ═══ Beyond the post: what readers ask next ══════════════════════════════════════════════════
 
     def confusion_matrix(self, predictions):
-        """Where the model errs: a 10x10 heat map of true vs predicted class over the whole test
-        set, and each class's accuracy, worst first. Returns the matrix (rows: true class)."""
+        """Where the model errs: true (rows) against predicted class (columns) over the whole test
+        set, drawn as a heat map, and each class's accuracy printed worst first. Returns the matrix."""
         matrix = tf.math.confusion_matrix(self.test_labels[:, 0], np.argmax(predictions, axis=1),
                                           num_classes=len(self.classes)).numpy()
         per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
@@ -458,7 +224,7 @@ class CifarCNN:
         for i in np.argsort(per_class, kind='stable'):
             print(f'  {self.classes[i]:<10} {per_class[i]:.2f}')
 
-        fig = plt.figure(figsize=(9, 8))
+        plt.figure(figsize=(9, 8))
         plt.imshow(matrix, cmap=plt.cm.Blues)
         plt.colorbar()
         ticks = range(len(self.classes))
@@ -471,87 +237,619 @@ class CifarCNN:
             plt.text(j, i, count, ha='center', va='center', fontsize=8,
                      color='white' if count > matrix.max() / 2 else 'black')
         plt.tight_layout()
-        self.save_figure(fig, 'confusion-matrix.png')
+        self.save_figure('confusion-matrix.png')
         return matrix
 
-    def save_model(self, path):
-        """Writes the model in Keras's .keras format, atomically."""
-        write_atomically(path, self.model.save)
-        print(f'Saved the trained model to {path}')
+    def vary(self, post_layers):
+        """The post's layer list with the --augment, --batch-norm and --dropout additions (none by default)."""
+        v, varied = self.variations, []
+        for layer in post_layers:
+            if v.dropout and isinstance(layer, layers.Dense):
+                varied.append(layers.Dropout(v.dropout))
+            varied.append(layer)
+            if v.augment and isinstance(layer, keras.KerasTensor):  # right after the input; training only
+                varied += [layers.RandomFlip('horizontal'), layers.RandomTranslation(0.1, 0.1)]
+            if v.batch_norm and isinstance(layer, layers.Conv2D):
+                varied.append(layers.BatchNormalization())
+        return varied
 
-    @staticmethod
-    def load_model(path):
-        """Loads a model saved by --save-model; refuses files that are not one."""
-        if not os.path.isfile(path):
-            raise CifarError(f'--load-model {path}: no such file')
-        try:
-            model = keras.models.load_model(path)  # safe_mode: a .keras file cannot run code either
-        except Exception as e:  # noqa: BLE001 -- Keras raises many types for a bad file
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise CifarError(f'--load-model {path}: not a loadable .keras model ({reason})') from None
-        if tuple(model.input_shape) != (None, 32, 32, 3) or tuple(model.output_shape) != (None, 10):
-            raise CifarError(f'--load-model {path}: takes {model.input_shape} and gives {model.output_shape}, '
-                             'expected (None, 32, 32, 3) images and (None, 10) class scores')
-        print(f'Loaded the model from {path}')
-        return model
+    # ─── The plumbing the post's methods call ────────────────────────────────────────────────────
 
-    def predict_files(self, paths):
-        """Classifies image files of any size or mode: converted to RGB, resized to 32x32 (bilinear),
-        scaled to [0, 1]. Prints the top 3 classes per file; returns the number of files that failed."""
-        prob_model = self.probability_model()
-        failed = 0
-        for path in paths:
-            try:
-                img = keras.utils.load_img(path, color_mode='rgb', target_size=(32, 32), interpolation='bilinear')
-            except FileNotFoundError:
-                print(f'{path}: error: no such file', file=sys.stderr)
-                failed += 1
-                continue
-            except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError (an OSError), a folder, ...
-                print(f'{path}: error: not a readable image ({type(e).__name__})', file=sys.stderr)
-                failed += 1
-                continue
-            x = keras.utils.img_to_array(img, dtype='float32')[np.newaxis] / 255.0
-            probs = prob_model.predict(x, verbose=0)[0]
-            top = np.argsort(probs)[::-1][:3]
-            print(f'{path}: ' + ', '.join(f'{self.classes[i]} {probs[i]:.2f}' for i in top))
-        return failed
+    def pipelines(self):
+        """(train, validation, test) pipelines. Validation is on the test set, as in the post, unless
+        --validation-split holds out the last training images instead."""
+        held_out = math.ceil(len(self.train_imgs) * self.variations.validation_split)
+        kept = len(self.train_imgs) - held_out
+        if kept < 1:
+            raise CifarError(f'--validation-split {self.variations.validation_split} leaves no training '
+                             f'images out of {len(self.train_imgs)}')
+        train = pipeline(self.train_imgs[:kept], self.train_labels[:kept], self.batch_size, shuffle=True)
+        test = pipeline(self.test_imgs, self.test_labels, EVAL_BATCH_SIZE)
+        if not held_out:
+            self.validation_label = 'val_accuracy'
+            return train, test, test
+        self.validation_label = f'val_accuracy (last {held_out:,} training images)'
+        return train, pipeline(self.train_imgs[kept:], self.train_labels[kept:], EVAL_BATCH_SIZE), test
+
+    def callbacks(self):
+        """What fit() does beyond the post: time epochs, stop cleanly on Ctrl-C, and the
+        --cosine-decay and --tensorboard options."""
+        callbacks = [StopOnCtrlC(), EpochTimer()]
+        if self.variations.cosine_decay:  # Adam's 1e-3 at the start, down to ~0 in the last epoch
+            callbacks.append(keras.callbacks.LearningRateScheduler(
+                lambda epoch: 1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))))
+        if self.variations.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(self.variations.tensorboard))
+        return callbacks
+
+    def save_figure(self, name):
+        """The one place figures are written, where the post calls plt.show(): the current figure
+        goes to figures_dir/name, atomically, and is shown too with --show."""
+        fig, path = plt.gcf(), os.path.join(self.figures_dir, name)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
+        print(f'Wrote {path}')
+        if self.show:
+            plt.show()
+        plt.close(fig)
 
 
-# --- Command line -------------------------------------------------------------------------------
+# ─── Beyond the post, continued: the experiments' options, keeping the model, your own pictures ──
 
-def positive_int(text):
+@dataclasses.dataclass
+class Variations:
+    """The reader's next experiments, one option each; the defaults are the post's."""
+    augment: bool = False         # random flips and shifts of the training images
+    batch_norm: bool = False      # BatchNormalization after each convolution
+    dropout: float = 0.0          # Dropout(rate) before each dense layer
+    validation_split: float = 0.0  # validate on the last fraction of training images, not the test set
+    cosine_decay: bool = False    # learning rate along a cosine from 1e-3 to ~0
+    tensorboard: str | None = None  # TensorBoard log folder
+
+
+def save_model(model, path):
+    """--save-model: the model in Keras's .keras format, written atomically."""
+    write_atomically(path, model.save)
+    print(f'Saved the trained model to {path}')
+
+
+def load_model(path):
+    """--load-model: a model saved by --save-model. The file is checked before Keras reads it
+    (read_keras_file), and its weights go into a network built here that matches it layer for layer."""
+    label = f'--load-model {path}'
+    read_keras_file(path)
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} is less than 1')
-    return value
+        saved = keras.saving.load_model(path, compile=False)  # safe_mode: a .keras file cannot run code
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:  # what Keras raises for bad contents
+        raise CifarError(f'{label}: Keras cannot load it ({first_line(e)})') from None
+    if tuple(saved.input_shape) != (None, 32, 32, 3) or tuple(saved.output_shape) != (None, 10):
+        raise CifarError(f'{label}: takes {saved.input_shape} and gives {saved.output_shape}, '
+                         'expected (None, 32, 32, 3) images and (None, 10) class scores')
+    model = rebuild(saved, label)
+    print(f'Loaded the model from {path}')
+    return model
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Basic CIFAR CNN: the blog post\'s program, runnable.')
-    p.add_argument('--epochs', type=positive_int, default=10, help='training epochs (default: 10)')
-    p.add_argument('--batch-size', type=positive_int, default=32, help='training batch size (default: 32)')
-    p.add_argument('--seed', type=int, default=None, help='random seed: same seed, same machine, same numbers')
-    p.add_argument('--data-dir', metavar='DIR', help='read CIFAR-10 from DIR (cifar-10-batches-py, a folder '
-                   'holding it, or one holding cifar-10-python.tar.gz) instead of downloading it')
-    p.add_argument('--figures-dir', metavar='DIR', default='figures', help='where figures go (default: figures)')
-    p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
-    p.add_argument('--limit', type=positive_int, metavar='N',
-                   help='use only the first N training and N test images (a quick run)')
-    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'], default='auto',
-                   help='auto (default): mixed precision where the hardware has it natively, else float32')
-    p.add_argument('--save-model', metavar='PATH', help='save the trained model to PATH (.keras)')
-    p.add_argument('--load-model', metavar='PATH', help='load a model saved with --save-model instead of training')
-    p.add_argument('--predict', metavar='IMAGE', nargs='+', help='classify these image files and print the top 3')
-    args = p.parse_args(argv)
-    for flag in ('save_model', 'load_model'):
-        path = getattr(args, flag)
-        if path is not None and not path.endswith('.keras'):
-            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras')
-    return args
+def predict_files(model, paths):
+    """--predict: each image's top 3 classes (read_image says how a file becomes 32x32 RGB).
+    Returns how many files could not be read."""
+    failed = 0
+    for path in paths:
+        try:
+            x = read_image(path)
+        except CifarError as e:
+            print(f'error: {e}', file=sys.stderr)
+            failed += 1
+            continue
+        logits = model.predict(x[np.newaxis], verbose=0)[0].astype(np.float32)
+        probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+        top = np.argsort(probs)[::-1][:3]
+        print(f'{path}: ' + ', '.join(f'{CLASSES[i]} {probs[i]:.2f}' for i in top))
+    return failed
+
+
+# ═══ Support: the plumbing ═══════════════════════════════════════════════════════════════════════
+# Everything a user hands the program is untrusted: each reader checks sizes and types before it
+# allocates or trusts, and turns what is wrong into one CifarError line naming the file or option.
+
+CIFAR_PAGE = 'https://www.cs.toronto.edu/~kriz/cifar.html'
+CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
+CIFAR_SHA256 = '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce'  # as Keras checks it
+BATCH_FILES = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+MB = 2**20
+MAX_BATCH_BYTES = 64 * MB     # a CIFAR-10 batch file: 31 MB
+MAX_ARCHIVE_BYTES = 256 * MB  # cifar-10-python.tar.gz: 163 MB packed, 178 MB unpacked
+MAX_MODEL_BYTES = 64 * MB     # a saved model: ~1.5 MB
+MAX_IMAGE_BYTES = 64 * MB
+MAX_IMAGE_PIXELS = 64_000_000  # 8000 x 8000
+
+
+class CifarError(Exception):
+    """An expected failure (bad data, bad model file, unwritable folder): one line for the user."""
+
+
+def first_line(error):
+    """An exception as one short line: its message's first line, or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+# ─── Reading files that may be anything ──────────────────────────────────────────────────────────
+
+def open_regular(path, label, limit):
+    """Opens `path` for reading if it is a regular file of at most `limit` bytes. Folders, pipes,
+    devices and symlink loops are refused before they are opened, so nothing waits on them."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise CifarError(f'{label}: no such file') from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise CifarError(f'{label}: cannot read it ({getattr(e, "strerror", None) or e})') from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CifarError(f'{label}: is a folder, not a file')
+    if not stat.S_ISREG(info.st_mode):
+        raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
+    if info.st_size > limit:
+        raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} expected at most')
+    try:  # O_NONBLOCK: should the file have been swapped for a pipe since, opening it cannot hang
+        f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)), 'rb')
+    except OSError as e:
+        raise CifarError(f'{label}: cannot read it ({e.strerror or e})') from None
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
+    return f
+
+
+def read_file(path, label, limit):
+    """The bytes of a regular file of at most `limit` bytes (see open_regular)."""
+    with open_regular(path, label, limit) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise CifarError(f'{label}: cannot read it ({e.strerror or e})') from None
+    if len(data) > limit:
+        raise CifarError(f'{label}: grew past {limit:,} bytes while being read')
+    return data
+
+
+# ─── CIFAR-10: download, --data-dir, batch files, the tarball ────────────────────────────────────
+
+def load_cifar10(data_dir=None, limit=None):
+    """What `keras.datasets.cifar10.load_data()` returns: uint8 images (N, 32, 32, 3) and uint8 labels
+    (N, 1), training then test, from `data_dir` or else downloaded once. `limit`: the first N of each."""
+    batches, source = (read_data_dir(data_dir), f'--data-dir {data_dir}') if data_dir else download_cifar10()
+    train_imgs, train_labels = (np.concatenate(arrays)[:limit] for arrays in zip(*batches[:5]))
+    test_imgs, test_labels = (np.ascontiguousarray(array[:limit]) for array in batches[5])
+    for what, imgs in (('training', train_imgs), ('test', test_imgs)):
+        if not len(imgs):
+            raise CifarError(f'{source}: holds no {what} images')
+    return (train_imgs, train_labels), (test_imgs, test_labels)
+
+
+def read_data_dir(data_dir):
+    """--data-dir: a folder of batch files, one holding cifar-10-batches-py/, or one holding the tarball."""
+    label = f'--data-dir {data_dir}'
+    try:
+        if not stat.S_ISDIR(os.stat(data_dir).st_mode):
+            raise CifarError(f'{label}: is not a folder')
+    except FileNotFoundError:
+        raise CifarError(f'{label}: no such folder') from None
+    except (OSError, ValueError) as e:
+        raise CifarError(f'{label}: cannot read it ({getattr(e, "strerror", None) or e})') from None
+    nested = os.path.join(data_dir, 'cifar-10-batches-py')
+    if any(os.path.lexists(os.path.join(data_dir, name)) for name in BATCH_FILES):
+        return read_folder(data_dir)
+    if os.path.isdir(nested):
+        return read_folder(nested)
+    if os.path.lexists(os.path.join(data_dir, 'cifar-10-python.tar.gz')):
+        return read_tarball(os.path.join(data_dir, 'cifar-10-python.tar.gz'))
+    raise CifarError(f'{label}: holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz '
+                     f'(get it from {CIFAR_PAGE})')
+
+
+def download_cifar10():
+    """No --data-dir: CIFAR-10 from Keras's cache (~/.keras/datasets, or $KERAS_HOME/datasets),
+    downloaded there first if it is not. The cache is read as carefully as --data-dir."""
+    cache = os.path.join(os.path.expanduser(os.environ.get('KERAS_HOME') or os.path.join('~', '.keras')),
+                         'datasets')
+    archive = os.path.join(cache, 'cifar-10-python.tar.gz')
+    extracted = [os.path.join(cache, folder) for folder in  # where keras.datasets.cifar10 unpacks it
+                 ('cifar-10-batches-py-target/cifar-10-batches-py', 'cifar-10-batches-py')]
+    cached = next((f for f in extracted if all(os.path.isfile(os.path.join(f, n)) for n in BATCH_FILES)), None)
+    if not cached and not os.path.lexists(archive):
+        if os.path.lexists(cache) and not os.path.isdir(cache):
+            raise CifarError(f"{cache}: Keras's download folder is a file, not a folder; move it away")
+        print(f'Downloading CIFAR-10 (163 MB) from {CIFAR_URL} into {cache}')
+        try:
+            os.makedirs(cache, exist_ok=True)
+        except OSError as e:
+            raise CifarError(f"cannot create Keras's download folder {cache}: {e.strerror or e}") from None
+        write_atomically(archive, download)
+    try:
+        return (read_folder(cached), cached) if cached else (read_tarball(archive), archive)
+    except CifarError as e:
+        raise CifarError(f"{e} (in Keras's download cache: delete it to download CIFAR-10 again)") from None
+
+
+def download(path):
+    """Fetches the CIFAR-10 archive into `path` with a progress bar, and checks its SHA-256."""
+    def failed(e):
+        return CifarError(f'could not download CIFAR-10 ({getattr(e, "reason", None) or first_line(e)}). Download '
+                          f'cifar-10-python.tar.gz from {CIFAR_PAGE} yourself and run with --data-dir FOLDER_HOLDING_IT')
+    try:
+        response = urllib.request.urlopen(CIFAR_URL, timeout=60)
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused connections, ...
+        raise failed(e) from None
+    sha256, size = hashlib.sha256(), 0
+    with response, open(path, 'wb') as out:
+        bar = keras.utils.Progbar(None, unit_name='byte')
+        while True:
+            try:
+                chunk = response.read(MB)
+            except (OSError, http.client.HTTPException) as e:
+                raise failed(e) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_ARCHIVE_BYTES:
+                raise CifarError(f'the download from {CIFAR_URL} is larger than CIFAR-10; try again later')
+            out.write(chunk)
+            sha256.update(chunk)
+            bar.add(len(chunk))
+    if sha256.hexdigest() != CIFAR_SHA256:
+        raise CifarError(f'the download from {CIFAR_URL} is not CIFAR-10 (its SHA-256 differs); try again later')
+
+
+def read_folder(folder):
+    return [read_batch(path, read_file(path, path, MAX_BATCH_BYTES))
+            for path in (os.path.join(folder, name) for name in BATCH_FILES)]
+
+
+def read_tarball(path):
+    """The batches straight out of cifar-10-python.tar.gz, unpacked in memory: nothing is extracted."""
+    with open_regular(path, path, MAX_ARCHIVE_BYTES) as f:
+        try:
+            tar_bytes = gzip.GzipFile(fileobj=f).read(MAX_ARCHIVE_BYTES + 1)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise CifarError(f'{path}: truncated or not a .tar.gz archive ({first_line(e)})') from None
+        except OSError as e:
+            raise CifarError(f'{path}: cannot read it ({e.strerror or e})') from None
+    if len(tar_bytes) > MAX_ARCHIVE_BYTES:
+        raise CifarError(f'{path}: unpacks to more than {MAX_ARCHIVE_BYTES:,} bytes; CIFAR-10 unpacks to 178 MB')
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode='r:') as tar:
+            members = {}
+            for m in tar.getmembers():  # the checks of tarfile's 'data' filter, for every member
+                for name in (m.name, m.linkname if m.issym() or m.islnk() else ''):
+                    if name.startswith(('/', '\\')) or '..' in name.replace('\\', '/').split('/'):
+                        raise CifarError(f'{path}: refused: member {m.name!r} would extract outside its folder')
+                if m.isfile() and m.name.split('/')[-2:-1] == ['cifar-10-batches-py']:
+                    members[m.name.split('/')[-1]] = m
+            batches = []
+            for name in BATCH_FILES:
+                if name not in members:
+                    raise CifarError(f'{path}: has no cifar-10-batches-py/{name}')
+                if members[name].size > MAX_BATCH_BYTES:
+                    raise CifarError(f'{path}: {members[name].name} claims {members[name].size:,} bytes; '
+                                     f'a CIFAR-10 batch has 31 MB')
+                batches.append(read_batch(f'{path}:{members[name].name}', tar.extractfile(members[name]).read()))
+            return batches
+    except tarfile.TarError as e:
+        raise CifarError(f'{path}: truncated or not a .tar.gz archive ({first_line(e)})') from None
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain Python data, and nothing else.
+
+    A pickle can name any Python callable (`os.system`, ...) and have it run while loading. Like
+    Keras 3.15 (`keras/src/datasets/npz_utils.py`), only what rebuilds a numpy array is allowed,
+    and only in the form numpy writes it, so that no array is allocated before its data is read.
+    """
+
+    def find_class(self, module, name):
+        if (module, name) in (('numpy', 'ndarray'), ('numpy', 'dtype')):
+            return super().find_class(module, name)
+        if name == '_reconstruct' and module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+            return empty_array
+        raise pickle.UnpicklingError(f'refused to load: it asks for {module}.{name}, not a numpy array')
+
+
+def empty_array(subtype, shape, typecode):
+    """numpy's `_reconstruct(ndarray, (0,), b'b')`: an empty array that the pickle then fills."""
+    if subtype is not np.ndarray or type(shape) is not tuple or shape != (0,):
+        raise pickle.UnpicklingError('refused to load: an array in a form numpy does not write')
+    return np.ndarray((0,), typecode)
+
+
+def read_batch(label, data):
+    """One CIFAR-10 batch file's bytes -> (uint8 images (N, 32, 32, 3), uint8 labels (N, 1))."""
+    try:
+        for _ in pickletools.genops(data):  # first check that no length field claims more than the file
+            pass                            # holds: the unpickler allocates what they claim up front
+        batch = NumpyOnlyUnpickler(io.BytesIO(data), encoding='bytes').load()
+    except pickle.UnpicklingError as e:
+        if str(e).startswith('refused'):
+            raise CifarError(f'{label}: {e}') from None
+        raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
+    # What unpickling damaged bytes raises, with only numpy arrays allowed (tests/test_fuzz.py):
+    except (EOFError, ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError) as e:
+        raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
+    if not isinstance(batch, dict):
+        raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
+    for key in (b'data', b'labels'):
+        if key not in batch:
+            raise CifarError(f'{label}: not a CIFAR-10 batch file (no {key!r} entry)')
+    data, labels = batch[b'data'], batch[b'labels']
+    if not isinstance(data, np.ndarray):
+        raise CifarError(f"{label}: b'data' is a {type(data).__name__}, expected an array of pixels")
+    if data.dtype != np.uint8:
+        raise CifarError(f'{label}: pixels are {data.dtype}, expected uint8 (0-255)')
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise CifarError(f'{label}: images have shape {data.shape}, expected (N, 3072): N rows of 32x32x3 pixels')
+    labels = check_labels(label, labels, len(data))
+    # Rows are channel-first (3 x 32 x 32); Keras and matplotlib want channels last.
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.reshape(-1, 1)
+
+
+def check_labels(label, labels, count):
+    """A batch's labels -> uint8 array; they must be a flat list (or 1-D integer array) of 0-9."""
+    if isinstance(labels, list) and all(type(v) is int for v in labels):
+        values = labels
+    elif isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in 'iu':
+        values = labels.tolist()
+    else:
+        found = (f'an array of shape {labels.shape} and type {labels.dtype}' if isinstance(labels, np.ndarray)
+                 else f'a list holding a {next(type(v).__name__ for v in labels if type(v) is not int)}'
+                 if isinstance(labels, list) else f'a {type(labels).__name__}')
+        raise CifarError(f'{label}: labels must be a flat list of whole numbers 0-9, found {found}')
+    if len(values) != count:
+        raise CifarError(f'{label}: {len(values)} labels for {count} images')
+    if values and (min(values) < 0 or max(values) > 9):
+        raise CifarError(f'{label}: labels must be 0-9, found {min(values)}..{max(values)}')
+    return np.array(values, dtype=np.uint8)
+
+
+# ─── Saved models (.keras) and your own images ───────────────────────────────────────────────────
+
+KERAS_FILES = {'metadata.json', 'config.json', 'model.weights.h5'}
+KERAS_CLASSES = {  # every (module, class) in a config.json that --save-model writes
+    ('keras', 'Sequential'), ('keras', 'DTypePolicy'), ('keras.optimizers', 'Adam'),
+    ('keras.losses', 'SparseCategoricalCrossentropy'),
+    *(('keras.initializers', name) for name in ('GlorotUniform', 'Zeros', 'Ones')),
+    *(('keras.layers', name) for name in ('InputLayer', 'Conv2D', 'MaxPooling2D', 'Flatten', 'Dense',
+                                          'Dropout', 'BatchNormalization', 'RandomFlip', 'RandomTranslation'))}
+
+
+def read_keras_file(path):
+    """Checks a .keras file before Keras reads it: a zip of at most MAX_MODEL_BYTES whose members
+    are whole (CRC) and Keras's three, and whose config names only what --save-model writes."""
+    label = f'--load-model {path}'
+    data = read_file(path, label, MAX_MODEL_BYTES)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = {i.filename for i in zf.infolist()}
+            if names != KERAS_FILES:
+                raise CifarError(f'{label}: not a model saved by --save-model (holds {", ".join(sorted(names)[:5])})')
+            if sum(i.file_size for i in zf.infolist()) > MAX_MODEL_BYTES:
+                raise CifarError(f'{label}: unpacks to more than {MAX_MODEL_BYTES:,} bytes')
+            damaged = zf.testzip()
+            if damaged:
+                raise CifarError(f'{label}: damaged ({damaged} fails its checksum)')
+            config = json.loads(zf.read('config.json'))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError,
+            RuntimeError, ValueError) as e:  # RuntimeError: encrypted; ValueError: bad JSON
+        raise CifarError(f'{label}: damaged or not a .keras file ({first_line(e)})') from None
+    except RecursionError:
+        raise CifarError(f'{label}: damaged (config.json is nested too deeply)') from None
+    stack = [config]
+    while stack:  # every object the config names must be one --save-model writes
+        item = stack.pop()
+        if isinstance(item, dict):
+            named = item.get('module'), item.get('class_name')
+            if 'class_name' in item and not (all(isinstance(n, str) for n in named) and named in KERAS_CLASSES):
+                raise CifarError(f'{label}: refused: it asks for {".".join(map(str, named))[:80]}, '
+                                 'which --save-model never writes')
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+
+
+def rebuild(saved, label):
+    """build_model's network (with the --augment, --batch-norm and --dropout that `saved` shows),
+    holding `saved`'s weights. Refused if the two differ in any layer or setting, or if a weight is
+    not a number: an edited file would otherwise give answers that look right and are not."""
+    kinds = [type(layer).__name__ for layer in saved.layers]
+    rate = next((layer.rate for layer in saved.layers if isinstance(layer, layers.Dropout)), 0.0)
+    if not (isinstance(rate, float) and 0 <= rate < 1):
+        raise CifarError(f'{label}: refused: a dropout rate of {str(rate)[:20]}')
+    builder = CifarCNN.__new__(CifarCNN)  # build_model needs nothing but the variations
+    builder.variations = Variations('RandomFlip' in kinds, 'BatchNormalization' in kinds, rate)
+    with contextlib.redirect_stdout(io.StringIO()):  # its model.summary()
+        model = builder.build_model()
+
+    def signature(layer):
+        return type(layer).__name__, {k: v for k, v in layer.get_config().items()
+                                      if k not in ('name', 'dtype', 'trainable', 'seed')}
+    got, want = [signature(layer) for layer in saved.layers], [signature(layer) for layer in model.layers]
+    if got != want:
+        i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        raise CifarError(f'{label}: refused: layer {i + 1} is {got[i][0] if i < len(got) else "missing"}, not '
+                         f'the {want[i][0] if i < len(want) else "end"} that --save-model writes there, or not '
+                         'with its settings')
+    weights = saved.get_weights()
+    if not all(np.isfinite(w).all() for w in weights):
+        raise CifarError(f'{label}: refused: some weights are not numbers (NaN or infinite)')
+    model.set_weights(weights)
+    return model
+
+
+def read_image(path):
+    """An image file of any size, format and mode -> float32 (32, 32, 3) in [0, 1], as in training.
+
+    Turned upright (EXIF), made RGB, resized to 32x32 (bilinear). Transparent parts are shown on
+    white. 16-bit pixels are scaled by their white level and float pixels must lie in 0-1: a plain
+    convert('RGB') would clip both. A mode with no known scale is an error, never a guess."""
+    data = read_file(path, path, MAX_IMAGE_BYTES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise CifarError(f'{path}: claims {img.width:,} x {img.height:,} pixels, more than '
+                                 f'{MAX_IMAGE_PIXELS:,}')
+            ImageOps.exif_transpose(img, in_place=True)
+            pixels = to_unit_rgb(path, img)
+    except Image.UnidentifiedImageError:
+        raise CifarError(f'{path}: not an image (or a format Pillow cannot read)') from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CifarError(f'{path}: claims more than {MAX_IMAGE_PIXELS:,} pixels') from None
+    # What decoding damaged PNG and JPEG files raises in Pillow (tests/test_fuzz.py):
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:
+        raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
+    return pixels
+
+
+def to_unit_rgb(path, img):
+    """A decoded Pillow image -> float32 (32, 32, 3) in [0, 1]."""
+    size = (32, 32)
+    if img.mode in ('1', 'L', 'P', 'RGB', 'RGBX', 'CMYK', 'YCbCr', 'HSV', 'LA', 'PA', 'RGBA', 'RGBa'):
+        if img.mode in ('LA', 'PA', 'RGBA', 'RGBa') or 'transparency' in img.info:
+            img = Image.alpha_composite(Image.new('RGBA', img.size, 'white'), img.convert('RGBA'))
+        return np.asarray(img.convert('RGB').resize(size, Image.BILINEAR), dtype=np.float32) / 255
+    if img.mode.startswith('I;16') or (img.mode == 'I' and img.format in ('PNG', 'PPM')):  # 16-bit grey
+        white = 65535
+    elif img.mode == 'F':
+        white = 1.0
+    else:
+        raise CifarError(f'{path}: {img.format} images in mode {img.mode} have no known white level '
+                         '(save it as 8- or 16-bit RGB or greyscale)')
+    grey = np.asarray(img, dtype=np.float32) / white
+    if not (np.isfinite(grey).all() and grey.min() >= 0 and grey.max() <= 1):
+        raise CifarError(f'{path}: {img.mode} pixels outside 0-{white}, so their scale is unknown')
+    small = Image.fromarray(grey, 'F').resize(size, Image.BILINEAR)
+    return np.repeat(np.asarray(small, dtype=np.float32)[..., np.newaxis], 3, axis=2)
+
+
+# ─── Training: data pipeline, precision, callbacks ───────────────────────────────────────────────
+
+def pipeline(imgs, labels, batch_size, shuffle=False):
+    """A tf.data pipeline over uint8 images that scales each batch to float32 in [0, 1]: the same
+    numbers as the post's `imgs / 255.0`, without float copies of the whole data set."""
+    x, y = tf.constant(imgs), tf.constant(labels)
+    ds = tf.data.Dataset.range(len(imgs))
+    if shuffle:  # a new order every epoch, as fit(shuffle=True) does for arrays
+        ds = ds.shuffle(len(imgs), reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda i: (tf.cast(tf.gather(x, i), tf.float32) / 255.0, tf.gather(y, i)),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def choose_precision(requested):
+    """--precision -> (Keras dtype policy, why). `auto` picks mixed precision only where the
+    hardware computes it natively; elsewhere it is slower than float32."""
+    gpus = tf.config.list_physical_devices('GPU')
+    if gpus:
+        cc = tuple(tf.config.experimental.get_device_details(gpus[0]).get('compute_capability') or (0, 0))
+        mixed, native = 'mixed_float16', cc >= (7, 0)  # Keras's advice: float16 pays from 7.0 on
+        hardware = f'a GPU of compute capability {cc[0]}.{cc[1]}'
+    else:
+        mixed, native = 'mixed_bfloat16', bool(cpu_flags() & {'amx_bf16', 'avx512_bf16'})
+        hardware = f'a CPU {"with" if native else "without"} native bfloat16 (amx_bf16/avx512_bf16)'
+    if requested == 'float32':
+        return 'float32', 'as asked'
+    if requested == 'mixed':
+        return mixed, f'as asked, on {hardware}'
+    return (mixed if native else 'float32'), f'auto, on {hardware}'
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Prints each finished epoch's wall time (seconds) when training ends."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+    def on_train_end(self, logs=None):
+        self.times = self.times[:len(self.model.history.epoch)]  # StopOnCtrlC drops a cut-short epoch
+        if self.times:
+            print(f'Epoch times (s): {", ".join(f"{t:.1f}" for t in self.times)}; '
+                  f'mean {np.mean(self.times):.1f} s/epoch')
+
+
+class StopOnCtrlC(keras.callbacks.Callback):
+    """First Ctrl-C: finish the current step, stop, and keep the epochs that ran to the end (the
+    history forgets the one cut short). A second Ctrl-C goes to the previous handler: quit now."""
+
+    def on_train_begin(self, logs=None):
+        self.requested, self.stopped_in_epoch, self.previous = False, None, None
+        if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, stop_now):  # not ignored
+            self.previous = signal.signal(signal.SIGINT, self.request_stop)
+
+    def request_stop(self, signum, frame):
+        self.requested = True  # no printing here: the progress bar may be mid-write
+        signal.signal(signal.SIGINT, self.previous)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested and not self.model.stop_training:
+            print('\nCtrl-C: training stops here (press again to quit now).', flush=True)
+            self.stopped_in_epoch = self.epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.previous is not None and not self.requested:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.stopped_in_epoch is not None:
+            history, finished = self.model.history, self.stopped_in_epoch
+            history.history = {k: v[:finished] for k, v in history.history.items()}
+            history.epoch = history.epoch[:finished]
+            print(f'Training stopped by Ctrl-C after {finished} finished epoch(s); '
+                  'the steps below use what was learnt so far.')
+
+
+# ─── Writing files, and stopping cleanly ─────────────────────────────────────────────────────────
+
+PENDING = set()  # temporary files being written, removed should the program be stopped
+
+
+def write_atomically(path, write):
+    """Calls `write(tmp)` with a temporary name beside `path`, then renames it to `path`, so a
+    failed or interrupted write never leaves half a file there (a previous file stays whole)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp{os.path.splitext(name)[1]}')
+    PENDING.add(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        PENDING.discard(tmp)
+
+
+def stop_now(signum, frame):
+    """Ctrl-C (outside training) or SIGTERM: remove half-written files, say so, and exit at once
+    (130 or 143). Exiting from here, not by an exception, because TensorFlow can turn an
+    exception raised inside it into an error of its own."""
+    for tmp in list(PENDING):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+    try:
+        sys.stdout.flush()
+        print('\nInterrupted.' if signum == signal.SIGINT else '\nTerminated.', file=sys.stderr, flush=True)
+    finally:
+        os._exit(128 + signum)
 
 
 def check_writable(folder, what):
@@ -568,39 +866,134 @@ def check_writable(folder, what):
         raise CifarError(f'cannot write {what} to {folder}: {e.strerror or e}') from None
 
 
+# ═══ Command line ════════════════════════════════════════════════════════════════════════════════
+
+def whole_number(low, high=None):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a whole number') from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f'{value} is not {low}-{high}' if high else f'{value} is less than {low}')
+        return value
+    return parse
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a number') from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f'{text[:40]} is not between 0 and 1')
+    return value
+
+
+def path_name(text):
+    if not text or '\0' in text:
+        raise argparse.ArgumentTypeError('an empty name, or one with a NUL byte')
+    return text
+
+
+TRAINING_ONLY = ('epochs', 'batch_size', 'precision', 'augment', 'batch_norm', 'dropout', 'validation_split',
+                 'cosine_decay', 'tensorboard', 'save_model')
+PREDICT_ONLY_IGNORES = ('data_dir', 'limit', 'figures_dir', 'show')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Basic CIFAR CNN: the blog post\'s program, runnable. Without --data-dir it downloads '
+                    'CIFAR-10 (163 MB) once into ~/.keras/datasets.',
+        epilog='examples: python cifar_cnn.py --limit 2000 --epochs 1 (a quick check);  '
+               'python cifar_cnn.py --data-dir DIR --save-model cifar.keras;  '
+               'python cifar_cnn.py --load-model cifar.keras --predict photo.jpg')
+    p.add_argument('--epochs', type=whole_number(1), help='training epochs (default: 10)')
+    p.add_argument('--batch-size', type=whole_number(1, 4096), help='training batch size (default: 32)')
+    p.add_argument('--seed', type=whole_number(0, 2**32 - 1), help='random seed: same seed, same machine, same numbers')
+    p.add_argument('--data-dir', metavar='DIR', type=path_name, help='read CIFAR-10 from DIR (cifar-10-batches-py, '
+                   'a folder holding it, or one holding cifar-10-python.tar.gz) instead of downloading it')
+    p.add_argument('--figures-dir', metavar='DIR', type=path_name,
+                   help='where figures go (default: figures, over the ones in the repository)')
+    p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
+    p.add_argument('--limit', type=whole_number(1), metavar='N',
+                   help='use only the first N training and N test images (a quick run)')
+    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'],
+                   help='auto (default): mixed precision where the hardware has it natively, else float32')
+    p.add_argument('--save-model', metavar='PATH', type=path_name, help='save the trained model to PATH (.keras)')
+    p.add_argument('--load-model', metavar='PATH', type=path_name,
+                   help='load a model saved with --save-model instead of training one')
+    p.add_argument('--predict', metavar='IMAGE', nargs='+', type=path_name,
+                   help='classify these image files and print the top 3 classes')
+    beyond = p.add_argument_group('beyond the post: the next experiments (bench/README.md measures them)')
+    beyond.add_argument('--augment', action='store_true', help='random flips and shifts of the training images')
+    beyond.add_argument('--batch-norm', action='store_true', help='batch normalization after each convolution')
+    beyond.add_argument('--dropout', type=fraction, metavar='RATE', help='dropout before each dense layer')
+    beyond.add_argument('--validation-split', type=fraction, metavar='F',
+                        help='validate on the last fraction F of the training images, not on the test set')
+    beyond.add_argument('--cosine-decay', action='store_true', help='lower the learning rate along a cosine to ~0')
+    beyond.add_argument('--tensorboard', metavar='DIR', type=path_name, help='write TensorBoard logs to DIR')
+    args = p.parse_args(argv)
+    for flag in ('save_model', 'load_model'):
+        path = getattr(args, flag)
+        if path is not None and not path.endswith('.keras'):
+            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras')
+    given = {name for name, value in vars(args).items() if value not in (None, False)}
+    for clash, why in ((TRAINING_ONLY, 'only for training, and --load-model trains nothing'),
+                       (PREDICT_ONLY_IGNORES, 'not used: with --load-model, --predict answers and exits')):
+        if args.load_model and (clash is TRAINING_ONLY or args.predict) and given & set(clash):
+            p.error(f'{", ".join("--" + name.replace("_", "-") for name in clash if name in given)}: {why}')
+    args.epochs, args.batch_size, args.precision = args.epochs or 10, args.batch_size or 32, args.precision or 'auto'
+    args.figures_dir = args.figures_dir or 'figures'
+    return args
+
+
+def check_model_path(path):
+    """--save-model: the folder must be writable and PATH not a folder: found out before training."""
+    if os.path.isdir(path) or (os.path.lexists(path) and not os.path.islink(path) and not os.path.isfile(path)):
+        raise CifarError(f'--save-model {path}: is a folder or a special file, not a place for a model file')
+    check_writable(os.path.dirname(os.path.abspath(path)), 'the model')
+
+
 def run(args):
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
     # What can fail in a second fails before the slow steps: the model file, the output folders.
-    loaded = CifarCNN.load_model(args.load_model) if args.load_model else None
+    loaded = load_model(args.load_model) if args.load_model else None
     if loaded is not None and args.predict:  # answer and exit: no data set, no training, no figures
-        cnn = CifarCNN(load_data=False)
-        cnn.model = loaded
-        return 1 if cnn.predict_files(args.predict) else 0
+        return 1 if predict_files(loaded, args.predict) else 0
     check_writable(args.figures_dir, 'figures')
     if args.save_model:
-        check_writable(os.path.dirname(os.path.abspath(args.save_model)), 'the model')
+        check_model_path(args.save_model)
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401 -- TensorFlow 2.21 no longer installs it
+        except ImportError:
+            raise CifarError('--tensorboard needs TensorBoard: pip install tensorboard') from None
+        check_writable(args.tensorboard, 'TensorBoard logs')
     if loaded is None:
         policy, why = choose_precision(args.precision)
         keras.mixed_precision.set_global_policy(policy)
         print(f'Precision: {policy} ({why})')
+    variations = Variations(args.augment, args.batch_norm, args.dropout or 0.0, args.validation_split or 0.0,
+                            args.cosine_decay, args.tensorboard)
 
-    cnn = CifarCNN(data_dir=args.data_dir, figures_dir=args.figures_dir, epochs=args.epochs,
-                   batch_size=args.batch_size, limit=args.limit, show=args.show)
+    cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
+                   figures_dir=args.figures_dir, show=args.show, variations=variations)
     cnn.explore_data()
     cnn.preprocess_data()
     if loaded is None:
         cnn.model = cnn.build_model()
         cnn.history = cnn.train_model()
         if args.save_model:
-            cnn.save_model(args.save_model)
+            save_model(cnn.model, args.save_model)
     else:
         cnn.model = loaded
     cnn.evaluate_model()
     predictions = cnn.make_prediction()
     cnn.confusion_matrix(predictions)
     if args.predict:
-        return 1 if cnn.predict_files(args.predict) else 0
+        return 1 if predict_files(cnn.model, args.predict) else 0
     return 0
 
 
@@ -608,14 +1001,20 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.show:
         matplotlib.use('Agg')  # draw to files only: never wait for a window
+    elif matplotlib.get_backend().lower() == 'agg':
+        print('note: --show: no display here, so the figures are only written to files', file=sys.stderr)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in handlers.items():
+        if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
+            signal.signal(signum, stop_now)
     try:
         return run(args)
     except CifarError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print('\nInterrupted.', file=sys.stderr)
-        return 130
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == '__main__':

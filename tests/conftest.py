@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import sys
 import tarfile
 
 import matplotlib
@@ -11,22 +10,24 @@ import pytest
 
 matplotlib.use('Agg')  # tests never open windows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 import cifar_cnn
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
 TEST_IMAGES = 24
 
 
-def write_batch(path, images, labels, protocol=4):
-    """Writes images (N, 32, 32, 3) uint8 the way the official archive stores them."""
+def batch_bytes(images, labels, protocol=4):
+    """A batch file's bytes: images (N, 32, 32, 3) uint8 stored the way the official archive does."""
     batch = {b'batch_label': b'synthetic', b'labels': [int(v) for v in labels],
              b'data': images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
              b'filenames': [f'img_{i}.png'.encode() for i in range(len(images))]}
+    return pickle.dumps(batch, protocol=protocol)
+
+
+def write_batch(path, images, labels):
     with open(path, 'wb') as f:
-        pickle.dump(batch, f, protocol=protocol)
+        f.write(batch_bytes(images, labels))
 
 
 def make_cifar_folder(parent, seed=0):
@@ -48,8 +49,7 @@ def make_cifar_folder(parent, seed=0):
 
 def make_tarball(parent, seed=0):
     """parent/cifar-10-python.tar.gz holding cifar-10-batches-py, like the official download."""
-    src = os.path.join(parent, 'src')
-    folder, arrays = make_cifar_folder(src, seed)
+    folder, arrays = make_cifar_folder(os.path.join(parent, 'src'), seed)
     path = os.path.join(parent, 'cifar-10-python.tar.gz')
     with tarfile.open(path, 'w:gz') as t:
         t.add(folder, arcname='cifar-10-batches-py')
@@ -57,12 +57,20 @@ def make_tarball(parent, seed=0):
 
 
 @pytest.fixture(autouse=True)
+def no_network(tmp_path_factory, monkeypatch):
+    """No test downloads: urlopen fails as it does offline, and Keras's cache is an empty folder."""
+    def offline(url, timeout):
+        raise cifar_cnn.urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
+    monkeypatch.setattr(cifar_cnn.urllib.request, 'urlopen', offline)
+    monkeypatch.setenv('KERAS_HOME', str(tmp_path_factory.mktemp('keras-home')))
+
+
+@pytest.fixture(autouse=True)
 def restore_dtype_policy():
     """main() sets Keras's global dtype policy (mixed_bfloat16 on a CPU with native bf16): undo it."""
-    import keras
-    policy = keras.mixed_precision.global_policy()
+    policy = cifar_cnn.keras.mixed_precision.global_policy()
     yield
-    keras.mixed_precision.set_global_policy(policy)
+    cifar_cnn.keras.mixed_precision.set_global_policy(policy)
 
 
 @pytest.fixture
@@ -82,11 +90,18 @@ def session_cifar_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def trained(session_cifar_dir, tmp_path_factory):
     """A CifarCNN that ran the post's steps up to training (2 epochs) on the tiny data set."""
-    import keras
-    keras.utils.set_random_seed(0)
+    cifar_cnn.keras.utils.set_random_seed(0)
     figures = str(tmp_path_factory.mktemp('figures'))
     cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir=figures, epochs=2, batch_size=8)
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
     cnn.history = cnn.train_model()
     return cnn
+
+
+@pytest.fixture(scope='session')
+def saved_model(trained, tmp_path_factory):
+    """The trained model, saved by save_model (what --save-model writes)."""
+    path = str(tmp_path_factory.mktemp('model') / 'model.keras')
+    cifar_cnn.save_model(trained.model, path)
+    return path

@@ -1,95 +1,231 @@
-"""Beyond the post: keep the trained model, load it back, classify your own pictures."""
+"""Beyond the post: the confusion matrix, the next experiments (--augment, --batch-norm, --dropout,
+--validation-split, --cosine-decay, --tensorboard), keeping the model, and your own pictures."""
 
+import io
+import json
+import math
 import os
+import re
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import cifar_cnn
-from cifar_cnn import CifarError
+from cifar_cnn import CifarError, Variations
+
+
+def test_confusion_matrix_counts_every_test_image(trained, capsys):
+    predictions = trained.make_prediction()
+    matrix = trained.confusion_matrix(predictions)
+    assert matrix.shape == (10, 10) and matrix.sum() == 24
+    for t, p in zip(trained.test_labels[:, 0], predictions.argmax(axis=1)):
+        assert matrix[t, p] >= 1
+    np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(trained.test_labels[:, 0], minlength=10))
+    rows = re.findall(r'^  (\w+)\s+(\d\.\d\d)$', capsys.readouterr().out, re.MULTILINE)
+    assert sorted(name for name, _ in rows) == sorted(cifar_cnn.CLASSES)
+    values = [float(v) for _, v in rows]
+    assert values == sorted(values)  # worst first
+    assert os.path.getsize(os.path.join(trained.figures_dir, 'confusion-matrix.png')) > 10_000
+
+
+# ─── The next experiments ────────────────────────────────────────────────────────────────────────
+
+def layer_names(variations, cifar_dir, tmp_path):
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), variations=variations)
+    model = cnn.build_model()
+    return [type(layer).__name__ for layer in model.layers], model
+
+
+POST_LAYERS = ['Conv2D', 'MaxPooling2D', 'Conv2D', 'MaxPooling2D', 'Conv2D', 'Flatten', 'Dense', 'Dense']
+
+
+@pytest.mark.parametrize(('variations', 'expected', 'params'), [
+    (Variations(augment=True), ['RandomFlip', 'RandomTranslation', *POST_LAYERS], 122_570),
+    (Variations(batch_norm=True), ['Conv2D', 'BatchNormalization', 'MaxPooling2D', 'Conv2D', 'BatchNormalization',
+                                   'MaxPooling2D', 'Conv2D', 'BatchNormalization', 'Flatten', 'Dense', 'Dense'],
+     122_570 + 4 * (32 + 64 + 64)),  # a scale, an offset and two running statistics per channel
+    (Variations(dropout=0.3), [*POST_LAYERS[:6], 'Dropout', 'Dense', 'Dropout', 'Dense'], 122_570),
+    (Variations(validation_split=0.2, cosine_decay=True), POST_LAYERS, 122_570)])  # not the network
+def test_each_flag_changes_the_network_as_said(cifar_dir, tmp_path, variations, expected, params):
+    names, model = layer_names(variations, cifar_dir, tmp_path)
+    assert names == expected and model.count_params() == params
+    assert all(layer.rate == 0.3 for layer in model.layers if type(layer).__name__ == 'Dropout')
 
 
 @pytest.fixture(scope='module')
-def saved_model(trained, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('model') / 'model.keras')
-    trained.save_model(path)
-    return path
+def varied(session_cifar_dir, tmp_path_factory):
+    """Every flag at once, 2 epochs on the tiny data set."""
+    cifar_cnn.keras.utils.set_random_seed(1)
+    out = tmp_path_factory.mktemp('varied')
+    variations = Variations(augment=True, batch_norm=True, dropout=0.3, validation_split=0.25, cosine_decay=True,
+                            tensorboard=str(out / 'logs'))
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir=str(out), epochs=2, batch_size=8,
+                             variations=variations)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    cnn.history = cnn.train_model()
+    return cnn
 
+
+def test_augmentation_and_dropout_act_only_in_training(varied):
+    x = varied.test_imgs[:8] / np.float32(255)
+    first, second = varied.model.predict(x, verbose=0), varied.model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, second)
+    training = varied.model(x, training=True).numpy()
+    assert not np.allclose(training, first)  # random flips, shifts and dropout while training
+
+
+def test_validation_split_holds_out_the_last_training_images(varied, monkeypatch):
+    """40 training images, --validation-split 0.25: fit trains on the first 30 and validates on the
+    last 10; the test set is seen only by evaluate_model."""
+    (val_x, val_y), = [(x.numpy(), y.numpy()) for x, y in varied.validation_ds]
+    np.testing.assert_allclose(val_x, varied.train_imgs[30:] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(val_y, varied.train_labels[30:])
+    assert sum(len(x) for x, _ in varied.train_ds) == 30
+    seen = []
+    monkeypatch.setattr(varied.model, 'fit', lambda *a, **k: seen.extend([*a, *k.values()]))
+    varied.train_model()
+    assert varied.test_ds not in seen and varied.validation_ds in seen
+    assert varied.validation_label == 'val_accuracy (last 10 training images)'
+
+
+def test_cosine_decay_lowers_the_learning_rate_each_epoch(varied):
+    assert varied.history.history['learning_rate'] == pytest.approx([1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi / 2))])
+
+
+def test_tensorboard_writes_event_files(varied):
+    logs = varied.variations.tensorboard
+    for part in ('train', 'validation'):
+        assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(logs, part)))
+
+
+def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path, capsys):
+    path = str(tmp_path / 'varied.keras')
+    cifar_cnn.save_model(varied.model, path)
+    loaded = cifar_cnn.load_model(path)
+    x = varied.test_imgs[:5] / np.float32(255)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), varied.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    Image.fromarray(varied.test_imgs[0]).save(tmp_path / 'img.png')
+    assert cifar_cnn.predict_files(loaded, [str(tmp_path / 'img.png')]) == 0
+
+
+# ─── Keep the model ──────────────────────────────────────────────────────────────────────────────
 
 def test_save_and_load_round_trip(trained, saved_model):
-    assert os.path.isfile(saved_model)
-    assert [f for f in os.listdir(os.path.dirname(saved_model)) if f != 'model.keras'] == []  # no temp left
-    loaded = cifar_cnn.CifarCNN(load_data=False).load_model(saved_model)
+    assert os.listdir(os.path.dirname(saved_model)) == ['model.keras']  # no temporary file left
+    loaded = cifar_cnn.load_model(saved_model)
     x = trained.test_imgs[:5] / np.float32(255)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_failed_save_leaves_nothing_at_path(trained, tmp_path, monkeypatch):
-    path = tmp_path / 'model.keras'
-    original = trained.model.save
-
-    def save_then_fail(tmp, *a, **k):
-        original(tmp, *a, **k)
-        raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(trained.model, 'save', save_then_fail)
-    with pytest.raises(CifarError, match='cannot write .*model.keras: No space left on device'):
-        trained.save_model(str(path))
-    assert os.listdir(tmp_path) == []
+def rezip(saved_model, path, **replace):
+    with zipfile.ZipFile(saved_model) as src, zipfile.ZipFile(path, 'w') as dst:
+        for name in src.namelist():
+            dst.writestr(name, replace.pop(name, src.read(name)))
+        for name, data in replace.items():
+            dst.writestr(name, data)
+    return str(path)
 
 
-def test_load_missing_file():
-    with pytest.raises(CifarError, match=r'--load-model /nonexistent/m.keras: no such file'):
-        cifar_cnn.CifarCNN(load_data=False).load_model('/nonexistent/m.keras')
+def foreign_class(saved_model, path):
+    config = json.loads(zipfile.ZipFile(saved_model).read('config.json'))
+    config['config']['layers'][1]['module'] = 'antigravity'  # importing it would open a web browser
+    return rezip(saved_model, path, **{'config.json': json.dumps(config)})
 
 
-def test_load_truncated_file(saved_model, tmp_path):
-    bad = tmp_path / 'truncated.keras'
-    with open(saved_model, 'rb') as f:
-        data = f.read()
-    bad.write_bytes(data[:len(data) // 2])
-    with pytest.raises(CifarError, match=r'truncated.keras: not a loadable .keras model'):
-        cifar_cnn.CifarCNN(load_data=False).load_model(str(bad))
-
-
-def test_load_incompatible_model(tmp_path):
-    import keras
-    other = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    path = str(tmp_path / 'mnist.keras')
+def other_model(saved_model, path):
+    other = cifar_cnn.keras.Sequential([cifar_cnn.keras.Input((28, 28, 1)), cifar_cnn.keras.layers.Flatten(),
+                                        cifar_cnn.keras.layers.Dense(10)])
     other.save(path)
-    with pytest.raises(CifarError, match=r'takes \(None, 28, 28, 1\) .*expected \(None, 32, 32, 3\)'):
-        cifar_cnn.CifarCNN(load_data=False).load_model(path)
+    return str(path)
 
 
-def test_predict_files(trained, tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    big_rgba = tmp_path / 'big.png'
-    Image.fromarray(rng.integers(0, 256, (300, 200, 4), dtype=np.uint8), 'RGBA').save(big_rgba)
-    grey_jpeg = tmp_path / 'grey.jpg'
-    Image.fromarray(rng.integers(0, 256, (20, 50), dtype=np.uint8), 'L').save(grey_jpeg)
+@pytest.mark.parametrize(('make', 'message'), [
+    (lambda saved, path: str(path), r'no such file'),
+    (lambda saved, path: path.write_bytes(Path(saved).read_bytes()[:5000]) and str(path),
+     r'damaged or not a .keras file'),
+    (lambda saved, path: rezip(saved, path, **{'notes.txt': b'hi'}), r'not a model saved by --save-model'),
+    (foreign_class, r'refused: it asks for antigravity.Conv2D, which --save-model never writes'),
+    (other_model, r'takes \(None, 28, 28, 1\) .*expected \(None, 32, 32, 3\)')])
+def test_load_model_refuses_what_save_model_did_not_write(saved_model, tmp_path, make, message):
+    path = make(saved_model, tmp_path / 'bad.keras')
+    with pytest.raises(CifarError, match=rf'^--load-model {re.escape(path)}: {message}'):
+        cifar_cnn.load_model(path)
+
+
+# ─── Your own pictures ───────────────────────────────────────────────────────────────────────────
+
+def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path, capsys):
+    img = trained.test_imgs[0]
+    exact = tmp_path / 'test0.png'  # a CIFAR-sized RGB file goes through unchanged
+    Image.fromarray(img).save(exact)
+    big_jpeg = tmp_path / 'big.jpg'
+    Image.fromarray(img).resize((640, 480)).save(big_jpeg)
     text = tmp_path / 'notes.png'
     text.write_text('not an image')
-    missing = tmp_path / 'missing.png'
-    failed = trained.predict_files([str(big_rgba), str(text), str(missing), str(grey_jpeg)])
+    failed = cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
+                                                     str(big_jpeg)])
     assert failed == 2
     out, err = capsys.readouterr()
-    names = '|'.join(cifar_cnn.CLASSES)
-    for path in (big_rgba, grey_jpeg):
-        line = next(x for x in out.splitlines() if x.startswith(f'{path}: '))
-        top = [(name, float(p)) for name, p in
-               (item.split() for item in line.split(': ', 1)[1].split(', '))]
-        assert len(top) == 3 and all(name in names.split('|') for name, _ in top)
-        assert [p for _, p in top] == sorted([p for _, p in top], reverse=True)
-    assert f'{text}: error: not a readable image' in err
-    assert f'{missing}: error: no such file' in err
-
-
-def test_predict_matches_the_model_on_a_cifar_sized_image(trained, tmp_path, capsys):
-    """A 32x32 RGB file goes through unchanged: same top class as the model on that image."""
-    img = trained.test_imgs[0]
-    path = tmp_path / 'test0.png'
-    Image.fromarray(img).save(path)
-    trained.predict_files([str(path)])
     probs = trained.model.predict(img[np.newaxis] / np.float32(255), verbose=0)[0]
-    best = cifar_cnn.CLASSES[int(np.argmax(probs))]
-    assert capsys.readouterr().out.startswith(f'{path}: {best} ')
+    assert out.startswith(f'{exact}: {cifar_cnn.CLASSES[int(np.argmax(probs))]} ')
+    for line in out.splitlines():
+        top = [(name, float(p)) for name, p in (item.split() for item in line.split(': ', 1)[1].split(', '))]
+        assert len(top) == 3 and all(name in cifar_cnn.CLASSES for name, _ in top)
+        assert [p for _, p in top] == sorted([p for _, p in top], reverse=True)
+    assert err.splitlines() == [f'error: {text}: not an image (or a format Pillow cannot read)',
+                                f'error: {tmp_path / "missing.png"}: no such file']
+
+
+RAMP = np.linspace(0, 1, 32 * 32, dtype=np.float64).reshape(32, 32)  # black to white, every grey level
+
+
+def encode(array, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(('name', 'data'), [
+    ('8-bit grey PNG', lambda: encode((RAMP * 255).round().astype(np.uint8), 'PNG')),
+    ('16-bit grey PNG', lambda: encode((RAMP * 65535).round().astype(np.uint16), 'PNG')),
+    ('16-bit grey TIFF', lambda: encode((RAMP * 65535).round().astype(np.uint16), 'TIFF')),
+    ('16-bit grey PGM, opened as 32-bit integers', lambda: encode((RAMP * 65535).round().astype(np.uint16), 'PPM')),
+    ('float TIFF', lambda: encode(RAMP.astype(np.float32), 'TIFF')),
+    ('palette PNG', lambda: _convert((RAMP * 255).round().astype(np.uint8), 'P', 'PNG')),
+    ('opaque RGBA PNG', lambda: _convert((RAMP * 255).round().astype(np.uint8), 'RGBA', 'PNG')),
+    ('grey + alpha PNG', lambda: _convert((RAMP * 255).round().astype(np.uint8), 'LA', 'PNG')),
+    ('CMYK JPEG', lambda: _convert((RAMP * 255).round().astype(np.uint8), 'CMYK', 'JPEG', quality=100)),
+    ('RGB JPEG', lambda: _convert((RAMP * 255).round().astype(np.uint8), 'RGB', 'JPEG', quality=100))])
+def test_read_image_scales_every_mode_to_the_same_0_1_range(tmp_path, name, data):
+    """The same grey ramp in every mode Pillow opens reads back as the same [0, 1] pixels: 16-bit
+    images by their white level, not clipped at 255 as a plain convert('RGB') would."""
+    path = tmp_path / 'ramp'
+    path.write_bytes(data())
+    pixels = cifar_cnn.read_image(str(path))
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.float32
+    tolerance = 0.02 if 'JPEG' in name else 1 / 255
+    np.testing.assert_allclose(pixels, np.repeat(RAMP[..., np.newaxis], 3, axis=2), atol=tolerance)
+
+
+def _convert(grey, mode, fmt, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(grey, 'L').convert(mode).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def test_read_image_shows_transparency_on_white_and_refuses_unknown_scales(tmp_path):
+    clear = tmp_path / 'clear.png'
+    Image.new('RGBA', (32, 32), (0, 0, 0, 0)).save(clear)
+    np.testing.assert_array_equal(cifar_cnn.read_image(str(clear)), np.ones((32, 32, 3), np.float32))
+    hdr = tmp_path / 'hdr.tiff'
+    Image.fromarray(np.full((32, 32), 4.0, np.float32)).save(hdr)
+    with pytest.raises(CifarError, match=r'hdr.tiff: F pixels outside 0-1\.0, so their scale is unknown'):
+        cifar_cnn.read_image(str(hdr))
+    signed = tmp_path / 'signed.tiff'
+    Image.fromarray(np.full((32, 32), -5, np.int32)).save(signed)
+    with pytest.raises(CifarError, match=r'signed.tiff: TIFF images in mode I have no known white level'):
+        cifar_cnn.read_image(str(signed))

@@ -1,4 +1,4 @@
-"""The command line, end to end, in a subprocess: what a reader types."""
+"""The command line, end to end: what a reader types, in subprocesses where it matters."""
 
 import os
 import signal
@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import ROOT
+from PIL import Image
 
 import cifar_cnn
 
@@ -33,10 +34,10 @@ def test_full_run_writes_every_figure(full_run):
     assert result.returncode == 0, result.stderr
     assert set(os.listdir(out / 'figures')) == FIGURES
     for line in ['40 training examples ...', 'Total params: 122,570', 'Epoch 2/2', 'Epoch times (s):',
-                 'Loss: ', 'Accuracy: ', 'Per-class accuracy, worst first:', 'Precision: ']:
+                 'Saved the trained model to', 'Loss: ', 'Accuracy: ', 'Per-class accuracy, worst first:', 'Precision: ']:
         assert line in result.stdout
     assert 'Traceback' not in result.stderr
-    assert 'UserWarning' not in result.stderr  # e.g. Keras 3's input_shape= warning
+    assert 'Warning' not in result.stderr  # e.g. Keras 3's input_shape= warning, fit()'s shuffle warning
 
 
 def test_same_seed_same_numbers(full_run, session_cifar_dir, tmp_path, capsys):
@@ -53,17 +54,14 @@ def test_same_seed_same_numbers(full_run, session_cifar_dir, tmp_path, capsys):
 
 
 def test_load_model_and_predict_needs_no_data(full_run, tmp_path):
-    from PIL import Image
     _, out = full_run
     picture = tmp_path / 'photo.jpg'
     Image.new('RGB', (640, 480), (200, 30, 30)).save(picture)
-    result = run_cli('--load-model', str(out / 'model.keras'), '--predict', str(picture), str(tmp_path / 'nope.png'),
-                     '--figures-dir', str(tmp_path / 'figs'))
+    result = run_cli('--load-model', str(out / 'model.keras'), '--predict', str(picture), str(tmp_path / 'nope.png'))
     assert result.returncode == 1  # one of the two files failed
     assert result.stdout.count(f'{picture}: ') == 1
-    assert f'{tmp_path / "nope.png"}: error: no such file' in result.stderr
+    assert result.stderr.strip().endswith(f'error: {tmp_path / "nope.png"}: no such file')
     assert 'training examples' not in result.stdout and 'Epoch' not in result.stdout  # no data, no training
-    assert not (tmp_path / 'figs').exists()
 
 
 def test_load_model_runs_the_steps_after_training(full_run, session_cifar_dir, tmp_path, capsys):
@@ -75,75 +73,111 @@ def test_load_model_runs_the_steps_after_training(full_run, session_cifar_dir, t
     assert set(os.listdir(tmp_path)) == FIGURES - {'history.png'}  # no training, no history to plot
 
 
-def test_unwritable_figures_dir_fails_before_loading(tmp_path, capsys):
+def test_fewer_images_than_the_figures_show_still_runs(session_cifar_dir, tmp_path, capsys):
+    """--limit 5: the post's figures want 25 training and 15 test images; they show the 5 there are."""
+    assert cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '5', '--epochs', '1',
+                           '--figures-dir', str(tmp_path)]) == 0
+    assert '5 training examples ...' in capsys.readouterr().out
+    assert set(os.listdir(tmp_path)) == FIGURES
+
+
+@pytest.mark.parametrize(('option', 'message'), [
+    ('--figures-dir', 'cannot write figures to {blocker}/sub: Not a directory'),
+    ('--save-model', 'cannot write the model to {blocker}: it is a file, not a folder'),
+    ('--tensorboard', 'cannot write TensorBoard logs to {blocker}/sub: Not a directory')])
+def test_what_cannot_be_written_fails_before_the_data_loads(tmp_path, capsys, option, message):
     blocker = tmp_path / 'a-file'
     blocker.write_text('')
-    code = cifar_cnn.main(['--figures-dir', str(blocker / 'figures'), '--data-dir', '/nonexistent'])
-    err = capsys.readouterr().err
+    target = {'--save-model': f'{blocker}/m.keras'}.get(option, f'{blocker}/sub')
+    code = cifar_cnn.main([option, target, '--data-dir', '/nonexistent'])  # loading would fail differently
     assert code == 1
-    assert err.strip() == f'error: cannot write figures to {blocker / "figures"}: Not a directory'
+    assert capsys.readouterr().err.strip() == 'error: ' + message.format(blocker=blocker)
 
 
-def test_bad_data_dir_is_one_line_exit_1(tmp_path, capsys):
+def test_save_model_onto_a_folder_fails_before_training(tmp_path, capsys):
+    (tmp_path / 'm.keras').mkdir()
+    assert cifar_cnn.main(['--save-model', str(tmp_path / 'm.keras'), '--data-dir', '/nonexistent']) == 1
+    assert 'is a folder or a special file, not a place for a model file' in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line_exit_1(tmp_path, capsys):
     code = cifar_cnn.main(['--data-dir', str(tmp_path), '--figures-dir', str(tmp_path / 'f')])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and 'holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz' in err[0]
 
 
-@pytest.mark.parametrize('args', [['--epochs', '0'], ['--batch-size', 'x'], ['--limit', '-3'],
-                                  ['--precision', 'half'], ['--save-model', 'model.h5'], ['--seed', '1.5']])
-def test_bad_values_are_argparse_errors(args, capsys):
+@pytest.mark.parametrize('args', [
+    ['--epochs', '0'], ['--batch-size', 'x'], ['--batch-size', '5000'], ['--limit', '-3'], ['--seed', '-1'],
+    ['--seed', '1.5'], ['--seed', str(2**32)], ['--precision', 'half'], ['--save-model', 'model.h5'],
+    ['--dropout', '1.5'], ['--dropout', 'nan'], ['--validation-split', '0'], ['--validation-split', '1'],
+    ['--figures-dir', ''], ['--data-dir', 'a\0b'],
+    ['--load-model', 'm.keras', '--save-model', 'n.keras'], ['--load-model', 'm.keras', '--augment'],
+    ['--load-model', 'm.keras', '--epochs', '3'], ['--load-model', 'm.keras', '--predict', 'x.png', '--data-dir', 'd']])
+def test_bad_values_and_clashes_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cifar_cnn.main(args)
     assert exit_info.value.code == 2
     assert 'error:' in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_training_and_finishes_the_run(session_cifar_dir, tmp_path):
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'cifar_cnn.py'), '--data-dir', session_cifar_dir,
-                             '--epochs', '100000', '--batch-size', '8', '--figures-dir', str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
-    deadline = time.time() + 90
-    while 'Epoch 3/' not in ''.join(output) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=60)
-    reader.join(timeout=10)
-    text = ''.join(output)
-    assert code == 0, text[-2000:]
-    assert 'Training stopped by Ctrl-C after' in text
-    assert 'Accuracy: ' in text and 'Traceback' not in text
-    assert set(os.listdir(tmp_path)) == FIGURES
+def test_help_gives_examples_and_says_it_downloads(capsys):
+    with pytest.raises(SystemExit):
+        cifar_cnn.main(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert 'Without --data-dir it downloads CIFAR-10' in text and 'examples: python cifar_cnn.py --limit' in text
 
 
-def test_missing_model_fails_before_loading_data(tmp_path, capsys):
-    code = cifar_cnn.main(['--load-model', str(tmp_path / 'none.keras'), '--data-dir', '/nonexistent',
-                           '--figures-dir', str(tmp_path / 'f')])
-    assert code == 1
-    assert capsys.readouterr().err.strip() == f'error: --load-model {tmp_path / "none.keras"}: no such file'
+def test_tensorboard_without_tensorboard_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)  # as if not installed
+    assert cifar_cnn.main(['--tensorboard', str(tmp_path), '--data-dir', '/nonexistent']) == 1
+    assert capsys.readouterr().err.strip() == 'error: --tensorboard needs TensorBoard: pip install tensorboard'
 
 
-def test_unwritable_model_folder_fails_before_loading(tmp_path, capsys):
-    blocker = tmp_path / 'a-file'
-    blocker.write_text('')
-    code = cifar_cnn.main(['--save-model', str(blocker / 'm.keras'), '--data-dir', '/nonexistent',
-                           '--figures-dir', str(tmp_path / 'f')])
-    assert code == 1
-    assert capsys.readouterr().err.strip() == f'error: cannot write the model to {blocker}: it is a file, not a folder'
+# ─── Signals, at every phase ─────────────────────────────────────────────────────────────────────
+
+PHASES = {  # phase: (marker in stdout after which the signal is sent, signal, exit code, last line)
+    'TensorFlow loading': (None, signal.SIGINT, 130, 'Interrupted.'),
+    'data loading': ('Precision:', signal.SIGINT, 130, 'Interrupted.'),
+    'training': ('Epoch 3/', signal.SIGINT, 0, None),  # stops training, keeps what was learnt
+    'evaluation': ('Epoch times', signal.SIGINT, 130, 'Interrupted.'),
+    'saving': ('Epoch times', signal.SIGTERM, 143, 'Terminated.'),
+    'prediction': ('history.png', signal.SIGINT, 130, 'Interrupted.'),
+}
 
 
-@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='needs Linux CPU affinity')
-@pytest.mark.parametrize(('user', 'expected'), [({}, ['1', '2', 'true']),
-                                                ({'TF_NUM_INTRAOP_THREADS': '3'}, ['3', '2', 'true'])])
-def test_thread_settings_on_two_cpus_and_user_wins(user, expected):
-    """On 2 CPUs or fewer the program picks TensorFlow's thread settings before TensorFlow loads;
-    a variable the user set is left alone."""
-    names = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD')
-    code = ('import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); '
-            f'sys.path.insert(0, {ROOT!r}); import cifar_cnn; print([os.environ.get(k) for k in {names!r}])')
-    env = {k: v for k, v in os.environ.items() if k not in names} | user
-    result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True, env=env)
-    assert result.stdout.strip() == str(expected)
+def test_signals_at_every_phase(session_cifar_dir, tmp_path):
+    """Ctrl-C anywhere but in training quits at once with "Interrupted." (130); in training it stops
+    training and the run goes on (0). SIGTERM quits (143). Never a traceback, never a temporary file.
+    The phases run side by side, each in its own process."""
+    runs = {}
+    for phase, (marker, signum, _, _) in PHASES.items():
+        out = tmp_path / phase.replace(' ', '-')
+        epochs = '100000' if phase == 'training' else '3'
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'cifar_cnn.py'), '--data-dir', session_cifar_dir,
+                                 '--epochs', epochs, '--batch-size', '8', '--figures-dir', str(out),
+                                 '--save-model', str(out / 'model.keras')],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                env=os.environ | {'PYTHONUNBUFFERED': '1'})
+        output = []
+        reader = threading.Thread(target=lambda p=proc, o=output: o.extend(p.stdout), daemon=True)
+        reader.start()
+        runs[phase] = (proc, output, reader, out)
+    start, pending = time.time(), dict(PHASES)
+    while pending and time.time() < start + 180:
+        for phase, (marker, signum, _, _) in list(pending.items()):
+            proc, output = runs[phase][:2]
+            if (marker is None and time.time() > start + 0.5) or (marker and marker in ''.join(output)):
+                proc.send_signal(signum)
+                del pending[phase]
+        time.sleep(0.05)
+    for phase, (_, _, code, last_line) in PHASES.items():
+        proc, output, reader, out = runs[phase]
+        assert proc.wait(timeout=120) == code, f'{phase}: {"".join(output)[-2000:]}'
+        reader.join(timeout=10)
+        text = ''.join(output)
+        assert 'Traceback' not in text, f'{phase}: {text[-2000:]}'
+        if last_line:
+            assert text.strip().endswith(last_line), f'{phase}: {text[-500:]}'
+        else:
+            assert 'Training stopped by Ctrl-C after' in text and set(os.listdir(out)) == FIGURES | {'model.keras'}
+        assert not [f for f in os.listdir(out) if '.tmp' in f] if out.exists() else True
