@@ -1,54 +1,74 @@
-"""Side by side: the post's program as printed (bench/post_as_printed.py) vs cifar_cnn.py with its
-defaults, each in its own subprocess, one after the other, for S seeds and E epochs.
+"""Side by side: the post's program as printed (bench/post_as_printed.py) against cifar_cnn.py with its
+defaults, each in its own process, one after the other, for S seeds and E epochs; and how close
+each runs to what this machine's CPU can do.
 
-    python bench/benchmark.py --data-dir /tmp/cifar10            # 10 epochs, 3 seeds (~35 min here)
+    python bench/benchmark.py --data-dir /tmp/cifar10            # 10 epochs, 3 seeds (~20 min, avx512_bf16)
     python bench/benchmark.py --data-dir /tmp/cifar10 --quick    # 1 epoch, 1 seed: a smoke run
 
 Per side: wall time of the whole run (start-up and data loading included), CPU time (user + system:
-steadier than wall time on a shared machine), mean epoch time, peak resident memory (the child's
-own ru_maxrss, from os.wait4), test accuracy; then ours/post ratios.
-Prints a Markdown table ready for the README. Run it on an otherwise idle machine.
+steadier than wall time on a shared machine), mean epoch time, peak resident memory, test accuracy;
+then ours/post ratios. Before the runs it measures the machine's matrix-multiply peak (numpy and
+TensorFlow, float32, and bfloat16 where the CPU has it), and after them it reports each side's
+training throughput: the FLOPs of an epoch, counted from the post's model, over the mean epoch time.
+Prints Markdown ready for bench/README.md. Run it on an otherwise idle machine.
 """
 
 import argparse
+import contextlib
+import io
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from common import HERE, PROGRAM, machine, run
 
 
-def run_side(cmd):
-    """Runs one side; returns wall and CPU seconds, peak RSS in GB, mean epoch time, test accuracy."""
+def matmul_peak(multiply, n=2048, repeats=10):
+    """Best GFLOP/s of `multiply()` (an n x n by n x n product) over `repeats` tries."""
+    multiply()  # warm up: threads, caches, oneDNN's kernel choice
+    best = min(timed(multiply) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def timed(work):
     start = time.perf_counter()
-    with tempfile.TemporaryFile('w+') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        log.seek(0)
-        out = log.read()
-    if proc.returncode != 0:
-        sys.exit(f'{" ".join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}')
-    times = [float(t) for t in re.search(r'^Epoch times \(s\): ([\d., ]+?)(;|$)', out, re.MULTILINE).group(1).split(', ')]
-    accuracy = float(re.search(r'^Accuracy: ([\d.]+)', out, re.MULTILINE).group(1))
-    precision = re.search(r'^Precision: (\S+)', out, re.MULTILINE)  # cifar_cnn.py says what it chose
-    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rss': usage.ru_maxrss / 1024**2,
-            'epoch': statistics.mean(times), 'acc': accuracy, 'precision': precision and precision.group(1)}
+    work()
+    return time.perf_counter() - start
 
 
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or 'unknown CPU'
+def peaks():
+    """This machine's matrix-multiply peak in GFLOP/s: numpy and TensorFlow float32, TensorFlow bfloat16."""
+    import numpy as np
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    import tensorflow as tf  # with TensorFlow's own thread defaults: every core, the most it can do
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    result = {'numpy float32': matmul_peak(lambda: a @ a)}
+    for name, dtype in (('TensorFlow float32', tf.float32), ('TensorFlow bfloat16', tf.bfloat16)):
+        t = tf.constant(a, dtype=dtype)
+        result[name] = matmul_peak(lambda t=t: tf.linalg.matmul(t, t).numpy())
+    return result
+
+
+def epoch_flops(train_images=50_000, test_images=10_000):
+    """FLOPs of one epoch of the post's model: its forward pass counted layer by layer (2 per
+    multiply-add), training at ~3x the forward pass (forward, then gradients for inputs and
+    weights), plus the forward pass over the test set that validation runs every epoch."""
+    import keras
+    from post_as_printed import CifarCNN
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # Keras 3 on the post's input_shape=
+        model = CifarCNN.build_model(None)  # the post's build_model uses nothing of self
+    forward = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            forward += 2 * height * width * filters * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            forward += 2 * layer.input.shape[-1] * layer.units
+    return 3 * forward * train_images + forward * test_images
 
 
 def main():
@@ -61,39 +81,48 @@ def main():
     if args.quick:
         args.epochs, args.seeds = 1, 1
 
+    peak = peaks()  # before anything imports cifar_cnn, whose thread settings would hold it back
+    print('matrix-multiply peak (2048 x 2048, best of 10): ' + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peak.items()))
     results = {'post': [], 'ours': []}
     with tempfile.TemporaryDirectory() as figures:
         for seed in range(args.seeds):
-            sides = {
-                'post': [sys.executable, os.path.join(HERE, 'post_as_printed.py'), args.data_dir,
-                         str(args.epochs), str(seed)],
-                'ours': [sys.executable, os.path.join(ROOT, 'cifar_cnn.py'), '--data-dir', args.data_dir,
-                         '--epochs', str(args.epochs), '--seed', str(seed), '--figures-dir', figures],
-            }
+            sides = {'post': [sys.executable, os.path.join(HERE, 'post_as_printed.py'), args.data_dir,
+                              str(args.epochs), str(seed)],
+                     'ours': [sys.executable, PROGRAM, '--data-dir', args.data_dir, '--epochs', str(args.epochs),
+                              '--seed', str(seed), '--figures-dir', figures]}
             for side, cmd in sides.items():
-                r = run_side(cmd)
+                r = run(cmd)
                 results[side].append(r)
                 print(f'seed {seed} {side:>4}: wall {r["wall"]:.0f} s, CPU {r["cpu"]:.0f} s, {r["epoch"]:.1f} s/epoch, '
                       f'peak RSS {r["rss"]:.2f} GB, test accuracy {r["acc"]:.4f}', flush=True)
 
-    def summary(side):
+    flops = epoch_flops()
+
+    def summary(side, precision):
         rs = results[side]
-        return {'wall': statistics.mean(r['wall'] for r in rs), 'cpu': statistics.mean(r['cpu'] for r in rs),
-                'epoch': statistics.mean(r['epoch'] for r in rs),
-                'rss': max(r['rss'] for r in rs), 'acc': statistics.median(r['acc'] for r in rs)}
-    post, ours = summary('post'), summary('ours')
-    print(f'\n{args.epochs} epochs, batch 32, seeds 0-{args.seeds - 1}; {cpu_name()}, {os.cpu_count()} cores; '
-          f'wall, CPU and epoch: mean over seeds; RSS: max; accuracy: median (local CIFAR-10 copy)\n')
-    print('| | wall time | CPU time | mean epoch | peak RSS | test accuracy |')
-    print('|---|---|---|---|---|---|')
-    for name, s in (('post as printed (float32)', post), (f'cifar_cnn.py ({results["ours"][0]["precision"]})', ours)):
+        s = {'wall': statistics.mean(r['wall'] for r in rs), 'cpu': statistics.mean(r['cpu'] for r in rs),
+             'epoch': statistics.mean(r['epoch'] for r in rs),
+             'rss': max(r['rss'] for r in rs), 'acc': statistics.median(r['acc'] for r in rs)}
+        s['gflops'] = flops / s['epoch'] / 1e9
+        best = max(peak['numpy float32'], peak['TensorFlow float32'])
+        s['peak'] = peak['TensorFlow bfloat16'] if precision == 'mixed_bfloat16' else best
+        return s
+    ours_precision = results['ours'][0]['precision']
+    post, ours = summary('post', 'float32'), summary('ours', ours_precision)
+    print(f'\n{args.epochs} epochs, batch 32, seeds 0-{args.seeds - 1}; {machine()}; wall, CPU and epoch: mean '
+          f'over seeds; RSS: max; accuracy: median. An epoch is {flops / 1e12:.2f} TFLOP.\n')
+    print('| | wall time | CPU time | mean epoch | peak RSS | test accuracy | training GFLOP/s | of peak |')
+    print('|---|---|---|---|---|---|---|---|')
+    for name, s in (('post as printed (float32)', post), (f'cifar_cnn.py ({ours_precision})', ours)):
         print(f'| {name} | {s["wall"]:.0f} s | {s["cpu"]:.0f} s | {s["epoch"]:.1f} s | {s["rss"]:.2f} GB '
-              f'| {s["acc"]:.4f} |')
+              f'| {s["acc"]:.4f} | {s["gflops"]:.0f} | {s["gflops"] / s["peak"]:.0%} of {s["peak"]:.0f} |')
     print(f'| ours / post | **{ours["wall"] / post["wall"]:.2f}x** | {ours["cpu"] / post["cpu"]:.2f}x '
           f'| {ours["epoch"] / post["epoch"]:.2f}x | {ours["rss"] / post["rss"]:.2f}x '
-          f'| {ours["acc"] - post["acc"]:+.4f} |')
+          f'| {ours["acc"] - post["acc"]:+.4f} | {ours["gflops"] / post["gflops"]:.2f}x | |')
     print('\nper seed (post, ours): accuracy ' + '; '.join(
         f'{p["acc"]:.4f}, {o["acc"]:.4f}' for p, o in zip(results['post'], results['ours'])))
+    print('epoch times (s): post ' + '; '.join(', '.join(f'{t:.1f}' for t in r['epochs']) for r in results['post']))
+    print('                 ours ' + '; '.join(', '.join(f'{t:.1f}' for t in r['epochs']) for r in results['ours']))
 
 
 if __name__ == '__main__':

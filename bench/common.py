@@ -1,0 +1,49 @@
+"""What bench/benchmark.py and bench/experiments.py share: run one program in its own process and
+read what it printed."""
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PROGRAM = os.path.join(ROOT, 'cifar_cnn.py')
+
+
+def run(cmd):
+    """Runs `cmd` (a training run that prints "Epoch times (s):" and "Accuracy:") in its own process.
+    Returns wall and CPU seconds, peak RSS (GB, the child's own ru_maxrss), the epoch times, the test
+    accuracy, and where printed the precision and the parameter count."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile('w+') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        out = log.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f'{" ".join(cmd)} failed ({os.waitstatus_to_exitcode(status)}):\n{out[-3000:]}')
+    times = re.search(r'^Epoch times \(s\): ([\d., ]+?)(;|$)', out, re.MULTILINE).group(1).split(', ')
+    precision = re.search(r'^Precision: (\S+)', out, re.MULTILINE)
+    params = re.search(r'Total params: ([\d,]+)', out)
+    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rss': usage.ru_maxrss / 1024**2,
+            'epochs': [float(t) for t in times], 'epoch': statistics.mean(float(t) for t in times),
+            'acc': float(re.search(r'^Accuracy: ([\d.]+)', out, re.MULTILINE).group(1)),
+            'precision': precision and precision.group(1), 'params': params and int(params.group(1).replace(',', ''))}
+
+
+def machine():
+    """The CPU's name, core count and whether it has native bfloat16, for the tables' captions."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+        name = re.search(r'^model name\s*:\s*(.*)$', info, re.MULTILINE).group(1).strip()
+    except (OSError, AttributeError):
+        info, name = '', platform.processor() or 'unknown CPU'
+    kind = 'avx512_bf16' if 'avx512_bf16' in info else 'AVX2-only' if ' avx2' in info else 'no AVX2'
+    return f'{name}, {os.cpu_count()} CPUs, {kind}'
