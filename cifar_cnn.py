@@ -69,7 +69,7 @@ STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same ma
 class CifarCNN:
     def __init__(self, data_dir=None, epochs=10, batch_size=32, limit=None, figures_dir='figures',
                  show=False, variations=None):
-        self.classes = CLASSES
+        self.classes = CLASSES  # post: the list itself, here in CLASSES for predict_files too
         # post: datasets.cifar10.load_data(), which only downloads; this also reads a local copy
         (self.train_imgs, self.train_labels), (self.test_imgs, self.test_labels) = load_cifar10(data_dir, limit)
         self.epochs, self.batch_size = epochs, batch_size  # post: self.epochs, self.model and
@@ -542,30 +542,73 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and plain Python data, and nothing else.
 
     A pickle can name any Python callable (`os.system`, ...) and have it run while loading. Like
-    Keras 3.15 (`keras/src/datasets/npz_utils.py`), only what rebuilds a numpy array is allowed,
-    and only in the form numpy writes it, so that no array is allocated before its data is read.
+    Keras 3.15 (`keras/src/datasets/npz_utils.py`), only what rebuilds a numpy array is allowed.
+    Unlike it, numpy never sees the pickle's claims: stand-ins check them first (PickledArray).
     """
 
     def find_class(self, module, name):
-        if (module, name) in (('numpy', 'ndarray'), ('numpy', 'dtype')):
-            return super().find_class(module, name)
+        if (module, name) == ('numpy', 'ndarray'):
+            return PickledArray
+        if (module, name) == ('numpy', 'dtype'):
+            return PickledDtype
         if name == '_reconstruct' and module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-            return empty_array
+            return PickledArray.reconstruct
         raise pickle.UnpicklingError(f'refused to load: it asks for {module}.{name}, not a numpy array')
 
 
-def empty_array(subtype, shape, typecode):
-    """numpy's `_reconstruct(ndarray, (0,), b'b')`: an empty array that the pickle then fills."""
-    if subtype is not np.ndarray or type(shape) is not tuple or shape != (0,):
-        raise pickle.UnpicklingError('refused to load: an array in a form numpy does not write')
-    return np.ndarray((0,), typecode)
+class PickledArray:
+    """Stands in for a numpy array while unpickling. numpy writes `_reconstruct(ndarray, (0,), b'b')`
+    and then the state (version, shape, dtype, Fortran order, bytes); the state is checked and the
+    array made with np.frombuffer, so nothing is allocated beyond the bytes the file holds."""
+    array = None
+
+    @staticmethod
+    def reconstruct(subtype, shape, typecode):
+        if subtype is not PickledArray or type(shape) is not tuple or shape != (0,):
+            raise pickle.UnpicklingError('refused to load: an array in a form numpy does not write')
+        return PickledArray()
+
+    def __setstate__(self, state):
+        if not (type(state) is tuple and len(state) == 5 and state[0] == 1 and type(state[1]) is tuple
+                and all(type(n) is int and n >= 0 for n in state[1]) and isinstance(state[2], PickledDtype)
+                and type(state[3]) is bool and type(state[4]) is bytes):
+            raise pickle.UnpicklingError('an array whose state is not the one numpy writes')
+        _, shape, dtype, fortran, raw = state
+        if math.prod(shape) * dtype.dtype.itemsize != len(raw):
+            raise pickle.UnpicklingError(f'an array of shape {shape} with {len(raw):,} bytes of data')
+        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order='F' if fortran else 'C')
+
+
+class PickledDtype:
+    """Stands in for numpy.dtype while unpickling: numpy writes `dtype('u1', False, True)` and then
+    its state. Only plain numbers (bool, integers, floats), in the state numpy writes for them."""
+
+    def __init__(self, name, align=False, copy=True):
+        self.name = name
+
+    def __setstate__(self, state):
+        if not (type(state) is tuple and len(state) == 8 and state[0] == 3 and state[1] in ('<', '>', '|', '=')
+                and state[2:5] == (None, None, None) and state[5:] == (-1, -1, 0) and type(self.name) is str
+                and self.name.lstrip('<>|=') in NUMBER_TYPES):
+            raise pickle.UnpicklingError('an array type that is not a plain number')
+        self.dtype = np.dtype(self.name).newbyteorder(state[1] if state[1] in '<>' else '=')
+
+
+NUMBER_TYPES = {'b1', 'i1', 'u1', 'i2', 'u2', 'i4', 'u4', 'i8', 'u8', 'f2', 'f4', 'f8'}
+
+
+def check_pickle_claims(data):
+    """Walks a pickle's opcodes without building anything: every length field must fit in the data
+    and every memo index be small, because the unpickler allocates what they claim before reading."""
+    for opcode, arg, _ in pickletools.genops(data):  # ValueError for a length beyond the data
+        if opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT') and not 0 <= arg <= len(data):
+            raise pickle.UnpicklingError(f'a memo index of {arg:,}')
 
 
 def read_batch(label, data):
     """One CIFAR-10 batch file's bytes -> (uint8 images (N, 32, 32, 3), uint8 labels (N, 1))."""
     try:
-        for _ in pickletools.genops(data):  # first check that no length field claims more than the file
-            pass                            # holds: the unpickler allocates what they claim up front
+        check_pickle_claims(data)
         batch = NumpyOnlyUnpickler(io.BytesIO(data), encoding='bytes').load()
     except pickle.UnpicklingError as e:
         if str(e).startswith('refused'):
@@ -579,9 +622,9 @@ def read_batch(label, data):
     for key in (b'data', b'labels'):
         if key not in batch:
             raise CifarError(f'{label}: not a CIFAR-10 batch file (no {key!r} entry)')
-    data, labels = batch[b'data'], batch[b'labels']
+    data, labels = (v.array if isinstance(v, PickledArray) else v for v in (batch[b'data'], batch[b'labels']))
     if not isinstance(data, np.ndarray):
-        raise CifarError(f"{label}: b'data' is a {type(data).__name__}, expected an array of pixels")
+        raise CifarError(f"{label}: b'data' is not an array of pixels (it is a {type(data).__name__})")
     if data.dtype != np.uint8:
         raise CifarError(f'{label}: pixels are {data.dtype}, expected uint8 (0-255)')
     if data.ndim != 2 or data.shape[1] != 3072:

@@ -102,7 +102,7 @@ def test_tensorboard_writes_event_files(varied):
         assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(logs, part)))
 
 
-def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path, capsys):
+def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path):
     path = str(tmp_path / 'varied.keras')
     cifar_cnn.save_model(varied.model, path)
     loaded = cifar_cnn.load_model(path)

@@ -70,6 +70,9 @@ def test_no_network_is_one_clear_line(keras_home, capsys):
                                          r'resolution\)\. Download .* --data-dir FOLDER_HOLDING_IT$'):
         load_cifar10(None)
     assert os.listdir(keras_home / 'datasets') == []  # no half-downloaded file left in the cache
+    assert cifar_cnn.main(['--figures-dir', str(keras_home / 'figures')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: could not download CIFAR-10')
 
 
 def test_download_is_checked_cached_and_read_once(keras_home, tmp_path, monkeypatch):

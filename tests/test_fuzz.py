@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import random
 import tarfile
 import zipfile
@@ -80,6 +81,19 @@ def mutate(rng, data):
         if data:
             data = rng.choice(BYTE_MUTATIONS)(rng, data)
     return data
+
+
+def pickle_field_edit(rng, data):
+    """Sets one opcode's fixed-width argument (a length, a memo index, an integer, a frame size) to
+    a large, small or random value: the claims an unpickler may act on before reading the data."""
+    try:
+        fields = [(pos + 1, op.arg.n) for op, _, pos in pickletools.genops(data)
+                  if op.arg is not None and op.arg.n in (1, 2, 4, 8)]
+    except ValueError:
+        return mutate(rng, data)
+    at, width = rng.choice(fields)
+    value = rng.choice(HUGE + [rng.randrange(256)]) % (1 << (8 * width))
+    return data[:at] + value.to_bytes(width, 'little') + data[at + width:]
 
 
 def png_chunks_fixed(data):
@@ -193,7 +207,8 @@ def fuzz(tmp_path, name, seeds, mutate_one, read, cases=CASES):
 
 def test_batch_files(tmp_path):
     seeds = [small_batch(random.Random(i)) for i in range(4)]
-    loaded = fuzz(tmp_path, 'data_batch_1', seeds, mutate,
+    loaded = fuzz(tmp_path, 'data_batch_1', seeds,
+                  lambda rng, data: pickle_field_edit(rng, data) if rng.random() < 0.3 else mutate(rng, data),
                   lambda path: cifar_cnn.read_batch(path, open_and_read(path)))
     assert 0 < loaded < CASES
 

@@ -12,7 +12,7 @@ DATA_DIR = os.environ.get('CIFAR10_DATA_DIR')
 pytestmark = pytest.mark.skipif(not DATA_DIR, reason='set CIFAR10_DATA_DIR to a CIFAR-10 copy to run')
 
 
-def test_real_data_shapes_and_first_labels(tmp_path):
+def test_real_data_shapes_and_first_labels():
     (x_train, y_train), (x_test, y_test) = cifar_cnn.load_cifar10(DATA_DIR)
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert y_train.shape == (50000, 1) and y_test.shape == (10000, 1)
