@@ -319,7 +319,7 @@ def load_model(path):
     read_keras_file(path)
     try:
         saved = keras.saving.load_model(path, compile=False)  # safe_mode: a .keras file cannot run code
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:  # what Keras raises for bad contents
+    except (ValueError, TypeError) as e:  # what Keras raises for a bad config, as tests/test_fuzz.py finds
         raise CifarError(f'{label}: Keras cannot load it ({first_line(e)})') from None
     if tuple(saved.input_shape) != (None, 32, 32, 3) or tuple(saved.output_shape) != (None, 10):
         raise CifarError(f'{label}: takes {saved.input_shape} and gives {saved.output_shape}, '
@@ -614,8 +614,8 @@ def read_batch(label, data):
         if str(e).startswith('refused'):
             raise CifarError(f'{label}: {e}') from None
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
-    # What unpickling damaged bytes raises, with only numpy arrays allowed (tests/test_fuzz.py):
-    except (EOFError, ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError) as e:
+    # What else unpickling damaged bytes raises here, as tests/test_fuzz.py finds it:
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
     if not isinstance(batch, dict):
         raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
@@ -746,8 +746,8 @@ def read_image(path):
         raise CifarError(f'{path}: not an image (or a format Pillow cannot read)') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CifarError(f'{path}: claims more than {MAX_IMAGE_PIXELS:,} pixels') from None
-    # What decoding damaged PNG and JPEG files raises in Pillow (tests/test_fuzz.py):
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:
+    # What else Pillow raises for damaged PNG and JPEG files, as tests/test_fuzz.py finds it:
+    except (OSError, SyntaxError, ValueError) as e:
         raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
     return pixels
 

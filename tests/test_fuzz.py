@@ -277,13 +277,16 @@ def test_keras_configs(saved_model, tmp_path):
 
 
 def edit_json(rng, node):
-    """Replaces one value somewhere in a JSON tree with something else of any type."""
+    """Replaces one value somewhere in a JSON tree with something else of any type, or deletes it."""
     parent, key = None, None
     while isinstance(node, (dict, list)) and node and rng.random() < 0.85:
         keys = list(node) if isinstance(node, dict) else range(len(node))
         parent, key = node, rng.choice(list(keys))
         node = node[key]
     if parent is None:
+        return
+    if isinstance(parent, dict) and rng.random() < 0.2:
+        del parent[key]
         return
     parent[key] = rng.choice([None, True, -1, 0, 3, 2**31, 1e308, 'relu', 'Conv2D', 'keras.layers', [], {},
                               [32, 32, 3], [None, 28, 28, 1], {'class_name': 'Dense', 'config': {}},
