@@ -319,7 +319,7 @@ def load_model(path):
     read_keras_file(path)
     try:
         saved = keras.saving.load_model(path, compile=False)  # safe_mode: a .keras file cannot run code
-    except (ValueError, TypeError) as e:  # what Keras raises for a bad config, as tests/test_fuzz.py finds
+    except (ValueError, TypeError, KeyError) as e:  # what Keras raises for a bad config, as tests/test_fuzz.py finds
         raise CifarError(f'{label}: Keras cannot load it ({first_line(e)})') from None
     if tuple(saved.input_shape) != (None, 32, 32, 3) or tuple(saved.output_shape) != (None, 10):
         raise CifarError(f'{label}: takes {saved.input_shape} and gives {saved.output_shape}, '
