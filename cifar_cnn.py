@@ -614,8 +614,9 @@ def read_batch(label, data):
         if str(e).startswith('refused'):
             raise CifarError(f'{label}: {e}') from None
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
-    # What else unpickling damaged bytes raises here, as tests/test_fuzz.py finds it:
-    except (ValueError, TypeError, AttributeError, OverflowError) as e:
+    # What else unpickling damaged bytes raises: pickle's docs name AttributeError, EOFError and
+    # IndexError; tests/test_fuzz.py found ValueError, TypeError, OverflowError and IndexError.
+    except (ValueError, TypeError, AttributeError, OverflowError, IndexError, EOFError) as e:
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
     if not isinstance(batch, dict):
         raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
