@@ -553,7 +553,11 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
             return PickledDtype
         if name == '_reconstruct' and module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
             return PickledArray.reconstruct
-        raise pickle.UnpicklingError(f'refused to load: it asks for {module}.{name}, not a numpy array')
+        raise RefusedPickle(f'refused to load: it asks for {module}.{name}, not a numpy array')
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle that asks for more than numpy arrays: refused, rather than damaged."""
 
 
 class PickledArray:
@@ -565,7 +569,7 @@ class PickledArray:
     @staticmethod
     def reconstruct(subtype, shape, typecode):
         if subtype is not PickledArray or type(shape) is not tuple or shape != (0,):
-            raise pickle.UnpicklingError('refused to load: an array in a form numpy does not write')
+            raise RefusedPickle('refused to load: an array in a form numpy does not write')
         return PickledArray()
 
     def __setstate__(self, state):
@@ -610,13 +614,12 @@ def read_batch(label, data):
     try:
         check_pickle_claims(data)
         batch = NumpyOnlyUnpickler(io.BytesIO(data), encoding='bytes').load()
-    except pickle.UnpicklingError as e:
-        if str(e).startswith('refused'):
-            raise CifarError(f'{label}: {e}') from None
-        raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
-    # What else unpickling damaged bytes raises: pickle's docs name AttributeError, EOFError and
-    # IndexError; tests/test_fuzz.py found ValueError, TypeError, OverflowError and IndexError.
-    except (ValueError, TypeError, AttributeError, OverflowError, IndexError, EOFError) as e:
+    except RefusedPickle as e:
+        raise CifarError(f'{label}: {e}') from None
+    # What unpickling damaged bytes raises: pickle's docs name UnpicklingError, AttributeError, EOFError
+    # and IndexError; tests/test_fuzz.py found ValueError, TypeError, OverflowError and IndexError.
+    except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, OverflowError, IndexError,
+            EOFError) as e:
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
     if not isinstance(batch, dict):
         raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
