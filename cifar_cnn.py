@@ -709,10 +709,7 @@ def rebuild(saved, label):
     rate = next((layer.rate for layer in saved.layers if isinstance(layer, layers.Dropout)), 0.0)
     if not (isinstance(rate, float) and 0 <= rate < 1):
         raise CifarError(f'{label}: refused: a dropout rate of {str(rate)[:20]}')
-    builder = CifarCNN.__new__(CifarCNN)  # build_model needs nothing but the variations
-    builder.variations = Variations('RandomFlip' in kinds, 'BatchNormalization' in kinds, rate)
-    with contextlib.redirect_stdout(io.StringIO()):  # its model.summary()
-        model = builder.build_model()
+    model = build_network(Variations('RandomFlip' in kinds, 'BatchNormalization' in kinds, rate))
 
     def signature(layer):
         return type(layer).__name__, {k: v for k, v in layer.get_config().items()
@@ -728,6 +725,14 @@ def rebuild(saved, label):
         raise CifarError(f'{label}: refused: some weights are not numbers (NaN or infinite)')
     model.set_weights(weights)
     return model
+
+
+def build_network(variations):
+    """build_model's network with `variations`, without a data set or the summary it prints."""
+    builder = CifarCNN.__new__(CifarCNN)  # build_model needs nothing but the variations
+    builder.variations = variations
+    with contextlib.redirect_stdout(io.StringIO()):  # its model.summary()
+        return builder.build_model()
 
 
 def read_image(path):

@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 
-from common import HERE, PROGRAM, machine, run
+from common import HERE, PROGRAM, layer_flops, machine, run
 
 
 def matmul_peak(multiply, n=2048, repeats=10):
@@ -56,18 +56,11 @@ def epoch_flops(train_images=50_000, test_images=10_000):
     """FLOPs of one epoch of the post's model: its forward pass counted layer by layer (2 per
     multiply-add), training at ~3x the forward pass (forward, then gradients for inputs and
     weights), plus the forward pass over the test set that validation runs every epoch."""
-    import keras
     from post_as_printed import CifarCNN
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter('ignore')  # Keras 3 on the post's input_shape=
         model = CifarCNN.build_model(None)  # the post's build_model uses nothing of self
-    forward = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, filters = layer.output.shape
-            forward += 2 * height * width * filters * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
-        elif isinstance(layer, keras.layers.Dense):
-            forward += 2 * layer.input.shape[-1] * layer.units
+    forward = sum(layer_flops(layer) for layer in model.layers)
     return 3 * forward * train_images + forward * test_images
 
 

@@ -47,3 +47,14 @@ def machine():
         info, name = '', platform.processor() or 'unknown CPU'
     kind = 'avx512_bf16' if 'avx512_bf16' in info else 'AVX2-only' if ' avx2' in info else 'no AVX2'
     return f'{name}, {os.cpu_count()} CPUs, {kind}'
+
+
+def layer_flops(layer):
+    """FLOPs of one image's forward pass through a Conv2D or Dense layer (2 per multiply-add); 0 for others."""
+    import keras  # here, not above: benchmark.py measures the matmul peak before TensorFlow is set up
+    if isinstance(layer, keras.layers.Conv2D):
+        _, height, width, filters = layer.output.shape
+        return 2 * height * width * filters * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * layer.input.shape[-1] * layer.units
+    return 0

@@ -9,13 +9,13 @@ Uses cifar_cnn.py's thread settings (it imports it), so the numbers are the prog
 """
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import layer_flops
+
 import cifar_cnn
 
 keras, tf = cifar_cnn.keras, cifar_cnn.tf
@@ -33,15 +33,6 @@ def best_ms(step, repeats=200):
     return min(rounds)
 
 
-def layer_flops(layer):
-    if isinstance(layer, keras.layers.Conv2D):
-        _, h, w, c = layer.output.shape
-        return 2 * h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
-    if isinstance(layer, keras.layers.Dense):
-        return 2 * layer.input.shape[-1] * layer.units
-    return 0
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--precision', choices=['auto', 'float32', 'mixed'], default='auto')
@@ -49,10 +40,7 @@ def main():
     args = p.parse_args()
     policy, why = cifar_cnn.choose_precision(args.precision)
     keras.mixed_precision.set_global_policy(policy)
-    builder = cifar_cnn.CifarCNN.__new__(cifar_cnn.CifarCNN)
-    builder.variations = cifar_cnn.Variations()
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = builder.build_model()
+    model = cifar_cnn.build_network(cifar_cnn.Variations())
     x = tf.random.uniform((args.batch, 32, 32, 3))
     y = tf.random.uniform((args.batch, 1), maxval=10, dtype=tf.int32)
     optimizer, loss_fn = keras.optimizers.Adam(), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
