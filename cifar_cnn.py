@@ -5,33 +5,122 @@ Read it beside the post: `class CifarCNN` holds the post's methods in the post's
 post fixed only so that it runs). Then come Beyond the post, Support (plumbing), the command line.
 
     python cifar_cnn.py                          # downloads CIFAR-10 once, trains for 10 epochs
-    python cifar_cnn.py --limit 2000 --epochs 1  # a one-minute check that it works
+    python cifar_cnn.py --limit 2000 --epochs 1 --figures-dir runs/quick   # a check of seconds
+
+Or type the post's calls into Python or Jupyter: `cnn = CifarCNN()`, `cnn.explore_data()`, ...
 """
 
 import argparse
 import contextlib
+import ctypes.util
 import dataclasses
 import gzip
-import hashlib
-import http.client
 import io
 import json
 import math
 import os
 import pickle
 import pickletools
+import re
 import signal
 import stat
 import sys
 import tarfile
+import tempfile
 import time
-import urllib.request
 import warnings
 import zipfile
 import zlib
 
+# ─── Before TensorFlow loads (3 s): the options, so --help and mistakes answer at once ───────────
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Basic CIFAR CNN: the blog post's program, runnable. Without --data-dir it downloads "
+                    'CIFAR-10 (163 MB) once into ~/.keras/datasets, as keras.datasets.cifar10.load_data() does.',
+        epilog='examples: python cifar_cnn.py --limit 2000 --epochs 1 --figures-dir runs/quick (a quick check);  '
+               'python cifar_cnn.py --data-dir DIR --save-model cifar.keras;  '
+               'python cifar_cnn.py --load-model cifar.keras --predict photo.jpg')
+    p.add_argument('--epochs', type=whole_number(1), help='training epochs (default: 10)')
+    p.add_argument('--batch-size', type=whole_number(1, 4096), help='training batch size (default: 32)')
+    p.add_argument('--seed', type=whole_number(0, 2**32 - 1), help='random seed: same seed, same machine, same numbers')
+    p.add_argument('--data-dir', metavar='DIR', type=path_name, help='read CIFAR-10 from DIR (cifar-10-batches-py, '
+                   'a folder holding it, or one holding cifar-10-python.tar.gz) instead of downloading it')
+    p.add_argument('--figures-dir', metavar='DIR', type=path_name,
+                   help='where figures go (default: figures, over the ones in the repository)')
+    p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
+    p.add_argument('--limit', type=whole_number(1), metavar='N',
+                   help='use only the first N training and N test images (a quick run)')
+    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'],
+                   help='auto (default): mixed precision where the hardware has it natively, else float32')
+    p.add_argument('--save-model', metavar='PATH', type=path_name, help='save the trained model to PATH (.keras)')
+    p.add_argument('--load-model', metavar='PATH', type=path_name,
+                   help='load a model saved with --save-model instead of training one')
+    p.add_argument('--predict', metavar='IMAGE', nargs='+', type=path_name,
+                   help='classify these image files and print the top 3 classes; with --load-model at once, '
+                        'without it after training a model first')
+    beyond = p.add_argument_group('beyond the post: the next experiments (bench/README.md measures them)')
+    beyond.add_argument('--augment', action='store_true', help='random flips and shifts of the training images')
+    beyond.add_argument('--batch-norm', action='store_true', help='batch normalization after each convolution')
+    beyond.add_argument('--dropout', type=fraction, metavar='RATE', help='dropout before each dense layer')
+    beyond.add_argument('--validation-split', type=fraction, metavar='F',
+                        help='validate on the last fraction F of the training images, not on the test set')
+    beyond.add_argument('--cosine-decay', action='store_true',
+                        help='lower the learning rate along a cosine, step by step, from 1e-3 to 0')
+    beyond.add_argument('--tensorboard', metavar='DIR', type=path_name,
+                        help='write TensorBoard logs to DIR (needs: python -m pip install tensorboard)')
+    args = p.parse_args(argv)
+    for flag in ('save_model', 'load_model'):
+        path = getattr(args, flag)
+        if path is not None and not path.endswith('.keras'):
+            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras')
+    given = {name for name, value in vars(args).items() if value not in (None, False)}
+    for clash, why in ((TRAINING_ONLY, 'only for training, and --load-model trains nothing'),
+                       (PREDICT_ONLY_IGNORES, 'not used: with --load-model, --predict answers and exits')):
+        if args.load_model and (clash is TRAINING_ONLY or args.predict) and given & set(clash):
+            p.error(f'{", ".join("--" + name.replace("_", "-") for name in clash if name in given)}: {why}')
+    args.epochs, args.batch_size, args.precision = args.epochs or 10, args.batch_size or 32, args.precision or 'auto'
+    args.figures_dir = args.figures_dir or 'figures'
+    return args
+
+
+TRAINING_ONLY = ('epochs', 'batch_size', 'precision', 'augment', 'batch_norm', 'dropout', 'validation_split',
+                 'cosine_decay', 'tensorboard', 'save_model')
+PREDICT_ONLY_IGNORES = ('data_dir', 'limit', 'figures_dir', 'show')
+
+
+def whole_number(low, high=None):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a whole number') from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f'{value} is not {low}-{high}' if high else f'{value} is less than {low}')
+        return value
+    return parse
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a number') from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f'{text[:40]} is not between 0 and 1')
+    return value
+
+
+def path_name(text):
+    if not text or '\0' in text:
+        raise argparse.ArgumentTypeError('an empty name, or one with a NUL byte')
+    return text
+
+
 if __name__ == '__main__':  # Ctrl-C while TensorFlow loads: one line, not a traceback
-    signal.signal(signal.SIGINT, lambda *_: (print('\nInterrupted.', file=sys.stderr), os._exit(130)))
+    signal.signal(signal.SIGINT, lambda *_: (os.write(stderr_fd, b'\nInterrupted.\n'), os._exit(130)))
+    parse_args()  # --help and usage errors exit here; main(), at the bottom, reads the options again
 
 
 def cpu_flags():
@@ -43,9 +132,9 @@ def cpu_flags():
         return set()
 
 
-# Before TensorFlow loads: hide its C++ start-up notes, ask for oneDNN's fast CPU kernels and, on 2 CPUs,
-# use the thread layout measured fastest on each CPU kind (bench/README.md). Your own settings win.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# TensorFlow reads these as it loads: oneDNN's fast CPU kernels and, on 2 CPUs, the thread layout
+# measured fastest on each CPU kind (bench/README.md). Your own settings win.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # hides TensorFlow's C++ info and warnings once it runs
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 if len(os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else range(os.cpu_count() or 1)) <= 2:
     intra, inter = ('1', '2') if 'avx512_bf16' in cpu_flags() else ('2', '1')
@@ -53,13 +142,53 @@ if len(os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else range(os
     os.environ.setdefault('TF_NUM_INTEROP_THREADS', inter)
     os.environ.setdefault('TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD', 'true')
 
-import keras
-import matplotlib
-import matplotlib.pyplot as plt
-import numpy as np
-import tensorflow as tf
-from PIL import Image, ImageOps
-from tensorflow.keras import layers, models
+STARTUP_NOTES = re.compile(  # what TensorFlow 2.21's C++ prints as it loads, before its log settings apply
+    r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+    r'|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] '
+    r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.'
+    + (r'|E\d{4} [\d:. ]+\d+ cuda_platform\.cc:\d+\] failed call to cuInit' if not ctypes.util.find_library('cuda')
+       else ''))  # no NVIDIA driver here, so no GPU to find: the failed search is not an error
+
+
+stderr_fd = 2  # where standard error really goes, also while startup_notes_dropped() holds it
+
+
+@contextlib.contextmanager
+def startup_notes_dropped():
+    """Drops TensorFlow's C++ start-up notes (STARTUP_NOTES), which TF_CPP_MIN_LOG_LEVEL no longer
+    hides: they go straight to file descriptor 2. Every other line written there is passed on."""
+    global stderr_fd
+    try:
+        sys.stderr.flush()
+        stderr_fd = os.dup(2)
+    except (OSError, ValueError):  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(stderr_fd, 2)
+            os.close(stderr_fd)
+            stderr_fd = 2
+            caught.seek(0)
+            for line in caught.read().decode(errors='replace').splitlines(keepends=True):
+                if not STARTUP_NOTES.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+with startup_notes_dropped():
+    import keras
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image, ImageOps
+    from tensorflow.keras import layers, models
+    tf.config.list_physical_devices('GPU')  # TensorFlow looks for a GPU once; it notes a failure in C++
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 EVAL_BATCH_SIZE = 500     # evaluation and prediction: the same numbers as batches of 32, in fewer steps
@@ -67,10 +196,15 @@ STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same ma
 
 
 class CifarCNN:
-    def __init__(self, data_dir=None, epochs=10, batch_size=32, limit=None, figures_dir='figures',
-                 show=False, variations=None):
+    """The post's class. CifarCNN() downloads CIFAR-10 once, as the post does; data_dir= reads a local
+    copy instead; limit=N keeps the first N training and N test images. Each figure is shown where
+    there is a display (inline in Jupyter; show= forces it on or off) and written to figures_dir
+    when one is given (the command line gives 'figures'). variations=: Beyond the post."""
+
+    def __init__(self, data_dir=None, epochs=10, batch_size=32, limit=None, figures_dir=None, show=None,
+                 variations=None):
         self.classes = CLASSES  # post: the list itself, here in CLASSES for predict_files too
-        # post: datasets.cifar10.load_data(), which only downloads; this also reads a local copy
+        # post: datasets.cifar10.load_data(), here too unless data_dir= names a local copy
         (self.train_imgs, self.train_labels), (self.test_imgs, self.test_labels) = load_cifar10(data_dir, limit)
         self.epochs, self.batch_size = epochs, batch_size  # post: self.epochs, self.model and
         self.model = self.history = None                    # self.history are used, never set
@@ -80,12 +214,12 @@ class CifarCNN:
     def explore_data(self):
         print(f'\n{len(self.train_imgs)} training examples ...')
         print(f'Training image shape: {self.train_imgs[0].shape}')
-        print(f'Training labels: {self.train_labels}')
+        print(f'Training labels: {summary(self.train_labels)}')  # post: {self.train_labels}, which numpy
         print(f'Training labels type: {type(self.train_labels)}')
 
         print(f'\n{len(self.test_imgs)} test examples ...')
         print(f'Test image shape: {self.test_imgs[0].shape}')
-        print(f'Test labels: {self.test_labels}')
+        print(f'Test labels: {summary(self.test_labels)}')  # lists in full when there are 1,000 or fewer
         print(f'Test labels type: {type(self.test_labels)}')
 
         plt.figure(figsize=(10, 10))
@@ -96,7 +230,7 @@ class CifarCNN:
             plt.grid(False)
             plt.imshow(self.train_imgs[i], cmap=plt.cm.binary)
             plt.xlabel(self.classes[self.train_labels[i][0]])
-        self.save_figure('25-train-images.png')  # post: plt.show()
+        self.show_figure('25-train-images.png')  # post: plt.show()
 
     def preprocess_data(self):
         # post: self.train_imgs / 255.0 and self.test_imgs / 255.0, float64 copies of the data set
@@ -108,7 +242,7 @@ class CifarCNN:
         plt.imshow(self.train_imgs[0] / 255.0)  # post: self.train_imgs[0], divided above
         plt.colorbar()
         plt.grid(False)
-        self.save_figure('normalized.png')  # post: plt.show()
+        self.show_figure('normalized.png')  # post: plt.show()
 
     def build_model(self):
         model = models.Sequential(self.vary([  # vary(): --augment, --batch-norm, --dropout; none by default
@@ -126,7 +260,7 @@ class CifarCNN:
         model.summary()
 
         model.compile(
-            optimizer='adam',
+            optimizer=self.optimizer(),  # post: 'adam', which this is unless --cosine-decay
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=['accuracy'],
             steps_per_execution=STEPS_PER_EXECUTION,  # not in the post: faster, same results
@@ -141,6 +275,7 @@ class CifarCNN:
             validation_data=self.validation_ds,  # post: the test set; the same unless --validation-split
             callbacks=self.callbacks(),  # not in the post: epoch times; Ctrl-C keeps finished epochs
             shuffle=False,  # train_ds shuffles itself every epoch; fit() would warn
+            verbose=progress_verbosity(),  # not in the post: no progress bar's escape codes in a log file
         )
 
     def evaluate_model(self):
@@ -150,14 +285,16 @@ class CifarCNN:
         if self.history is None:  # not in the post: a model from --load-model has no history to plot
             return test_loss, test_acc
 
-        plt.plot(self.history.history['accuracy'], label='accuracy')
-        plt.plot(self.history.history['val_accuracy'], label=self.validation_label)  # post: 'val_accuracy'
+        plt.plot(self.history.history['accuracy'], label='accuracy', marker='o')  # post: no marker, so
+        plt.plot(self.history.history['val_accuracy'], label=self.validation_label, marker='o')  # 1 epoch: nothing
+        plt.xlim(-0.5, max(len(self.history.epoch), 2) - 0.5)  # post: none; whole epochs (0, 1, ...)
+        plt.gca().xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         plt.xlabel('Epoch')
         plt.ylabel('Accuracy')
         lowest = min([0.5, *self.history.history['accuracy'], *self.history.history['val_accuracy']])
         plt.ylim([math.floor(lowest * 10) / 10, 1])  # post: [0.5, 1], hiding all under 0.5 (short runs)
         plt.legend(loc='lower right')
-        self.save_figure('history.png')  # post: plt.show()
+        self.show_figure('history.png')  # post: plt.show()
         return test_loss, test_acc
 
     def plot_img(self, prediction, actual_label, img):
@@ -209,7 +346,7 @@ class CifarCNN:
             plt.subplot(num_rows, 2*num_cols, 2*i+2)
             self.plot_predictions(prediction, actual_label)
         plt.tight_layout()
-        self.save_figure('predictions.png')  # post: plt.show()
+        self.show_figure('predictions.png')  # post: plt.show()
         return predictions  # not in the post: for confusion_matrix
 
     # ═══ Beyond the post: what readers ask next ══════════════════════════════════════════════════
@@ -237,7 +374,7 @@ class CifarCNN:
             plt.text(j, i, count, ha='center', va='center', fontsize=8,
                      color='white' if count > matrix.max() / 2 else 'black')
         plt.tight_layout()
-        self.save_figure('confusion-matrix.png')
+        self.show_figure('confusion-matrix.png')
         return matrix
 
     def vary(self, post_layers):
@@ -258,11 +395,7 @@ class CifarCNN:
     def pipelines(self):
         """(train, validation, test) pipelines. Validation is on the test set, as in the post, unless
         --validation-split holds out the last training images instead."""
-        held_out = math.ceil(len(self.train_imgs) * self.variations.validation_split)
-        kept = len(self.train_imgs) - held_out
-        if kept < 1:
-            raise CifarError(f'--validation-split {self.variations.validation_split} leaves no training '
-                             f'images out of {len(self.train_imgs)}')
+        kept, held_out = self.split()
         train = pipeline(self.train_imgs[:kept], self.train_labels[:kept], self.batch_size, shuffle=True)
         test = pipeline(self.test_imgs, self.test_labels, EVAL_BATCH_SIZE)
         if not held_out:
@@ -271,24 +404,41 @@ class CifarCNN:
         self.validation_label = f'val_accuracy (last {held_out:,} training images)'
         return train, pipeline(self.train_imgs[kept:], self.train_labels[kept:], EVAL_BATCH_SIZE), test
 
+    def split(self):
+        """(training images trained on, training images held out for --validation-split)."""
+        held_out = math.ceil(len(self.train_imgs) * self.variations.validation_split)
+        if held_out >= len(self.train_imgs):
+            raise CifarError(f'--validation-split {self.variations.validation_split} leaves no training '
+                             f'images out of {len(self.train_imgs)}')
+        return len(self.train_imgs) - held_out, held_out
+
+    def optimizer(self):
+        """The post's 'adam', or with --cosine-decay Adam whose learning rate falls along a cosine from
+        1e-3 to 0, a little at every training step, over all the epochs."""
+        if not self.variations.cosine_decay:
+            return 'adam'
+        steps = self.epochs * math.ceil(self.split()[0] / self.batch_size)
+        return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps))
+
     def callbacks(self):
-        """What fit() does beyond the post: time epochs, stop cleanly on Ctrl-C, and the
-        --cosine-decay and --tensorboard options."""
-        callbacks = [StopOnCtrlC(), EpochTimer()]
-        if self.variations.cosine_decay:  # Adam's 1e-3 at the start, down to ~0 in the last epoch
-            callbacks.append(keras.callbacks.LearningRateScheduler(
-                lambda epoch: 1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))))
+        """What fit() does beyond the post: a progress bar that counts truthfully, epoch times, a
+        clean stop on Ctrl-C, and --tensorboard."""
+        callbacks = [ProgressBar(), StopOnCtrlC(), EpochTimer()]
         if self.variations.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(self.variations.tensorboard))
         return callbacks
 
-    def save_figure(self, name):
-        """The one place figures are written, where the post calls plt.show(): the current figure
-        goes to figures_dir/name, atomically, and is shown too with --show."""
-        fig, path = plt.gcf(), os.path.join(self.figures_dir, name)
-        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
-        print(f'Wrote {path}')
-        if self.show:
+    def show_figure(self, name):
+        """The one place figures go, where the post calls plt.show(): the current figure is written to
+        figures_dir/name (atomically) if a folder was given, then shown where there is a display:
+        inline in Jupyter, in a window on a desktop, nowhere when headless (show= decides instead)."""
+        fig = plt.gcf()
+        if self.figures_dir:
+            path = os.path.join(self.figures_dir, name)
+            check_writable(self.figures_dir, 'figures')
+            write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
+            print(f'Wrote {path}')
+        if self.show if self.show is not None else can_show():
             plt.show()
         plt.close(fig)
 
@@ -302,8 +452,14 @@ class Variations:
     batch_norm: bool = False      # BatchNormalization after each convolution
     dropout: float = 0.0          # Dropout(rate) before each dense layer
     validation_split: float = 0.0  # validate on the last fraction of training images, not the test set
-    cosine_decay: bool = False    # learning rate along a cosine from 1e-3 to ~0
+    cosine_decay: bool = False    # learning rate along a cosine from 1e-3 to 0, step by step
     tensorboard: str | None = None  # TensorBoard log folder
+
+    def __str__(self):
+        """The options in effect, as typed: '--augment --dropout 0.3', or 'none (the post's)'."""
+        flags = [f'--{field.name.replace("_", "-")}' + ('' if value is True else f' {value}')
+                 for field in dataclasses.fields(self) if (value := getattr(self, field.name))]
+        return ' '.join(flags) or "none (the post's network and training)"
 
 
 def save_model(model, path):
@@ -330,20 +486,23 @@ def load_model(path):
 
 
 def predict_files(model, paths):
-    """--predict: each image's top 3 classes (read_image says how a file becomes 32x32 RGB).
-    Returns how many files could not be read."""
+    """--predict: each image's top 3 classes (read_image says how a file becomes 32x32 RGB), classified
+    EVAL_BATCH_SIZE images at a time. Returns how many files could not be read."""
     failed = 0
-    for path in paths:
-        try:
-            x = read_image(path)
-        except CifarError as e:
-            print(f'error: {e}', file=sys.stderr)
-            failed += 1
+    for start in range(0, len(paths), EVAL_BATCH_SIZE):
+        read = {}
+        for path in paths[start:start + EVAL_BATCH_SIZE]:
+            try:
+                read[path] = read_image(path)
+            except CifarError as e:
+                print(f'error: {e}', file=sys.stderr)
+                failed += 1
+        if not read:
             continue
-        logits = model.predict(x[np.newaxis], verbose=0)[0].astype(np.float32)
-        probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
-        top = np.argsort(probs)[::-1][:3]
-        print(f'{path}: ' + ', '.join(f'{CLASSES[i]} {probs[i]:.2f}' for i in top))
+        logits = model.predict_on_batch(np.stack(list(read.values())))
+        probs = keras.ops.convert_to_numpy(keras.ops.softmax(keras.ops.cast(logits, 'float32')))
+        for path, p in zip(read, probs):
+            print(f'{path}: ' + ', '.join(f'{CLASSES[i]} {p[i]:.2f}' for i in np.argsort(p)[::-1][:3]))
     return failed
 
 
@@ -352,8 +511,6 @@ def predict_files(model, paths):
 # allocates or trusts, and turns what is wrong into one CifarError line naming the file or option.
 
 CIFAR_PAGE = 'https://www.cs.toronto.edu/~kriz/cifar.html'
-CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
-CIFAR_SHA256 = '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce'  # as Keras checks it
 BATCH_FILES = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
 MB = 2**20
 MAX_BATCH_BYTES = 64 * MB     # a CIFAR-10 batch file: 31 MB
@@ -412,18 +569,43 @@ def read_file(path, label, limit):
     return data
 
 
-# ─── CIFAR-10: download, --data-dir, batch files, the tarball ────────────────────────────────────
+# ─── CIFAR-10: Keras's loader, --data-dir, batch files, the tarball ──────────────────────────────
 
 def load_cifar10(data_dir=None, limit=None):
-    """What `keras.datasets.cifar10.load_data()` returns: uint8 images (N, 32, 32, 3) and uint8 labels
-    (N, 1), training then test, from `data_dir` or else downloaded once. `limit`: the first N of each."""
-    batches, source = (read_data_dir(data_dir), f'--data-dir {data_dir}') if data_dir else download_cifar10()
+    """What `keras.datasets.cifar10.load_data()` returns, uint8 images (N, 32, 32, 3) and uint8 labels
+    (N, 1), training then test: from that very loader, or read strictly from `data_dir`, files a user
+    hands over. `limit`: the first N of each."""
+    if not data_dir:
+        (train_imgs, train_labels), (test_imgs, test_labels) = keras_load_data()
+        return (train_imgs[:limit], train_labels[:limit]), (test_imgs[:limit], test_labels[:limit])
+    batches = read_data_dir(data_dir)
     train_imgs, train_labels = (np.concatenate(arrays)[:limit] for arrays in zip(*batches[:5]))
     test_imgs, test_labels = (np.ascontiguousarray(array[:limit]) for array in batches[5])
     for what, imgs in (('training', train_imgs), ('test', test_imgs)):
         if not len(imgs):
-            raise CifarError(f'{source}: holds no {what} images')
+            raise CifarError(f'--data-dir {data_dir}: holds no {what} images')
     return (train_imgs, train_labels), (test_imgs, test_labels)
+
+
+def keras_load_data():
+    """keras.datasets.cifar10.load_data(), as in the post: it downloads CIFAR-10 (163 MB) once into
+    Keras's cache, checks its SHA-256, unpacks it and reads it with a restricted unpickler. What goes
+    wrong there becomes one line saying what to do."""
+    cache = os.path.join(os.path.expanduser(os.environ.get('KERAS_HOME') or '~/.keras'), 'datasets')
+    try:
+        with warnings.catch_warnings():  # the error below says it better
+            warnings.filterwarnings('ignore', 'Could not extract archive')
+            return keras.datasets.cifar10.load_data()
+    except Exception as e:  # Keras turns every failed download into a bare Exception('URL fetch failure ...')
+        if not (type(e) is Exception and str(e).startswith('URL fetch failure')
+                or isinstance(e, (ConnectionError, TimeoutError))):
+            if isinstance(e, (OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError, tarfile.TarError)):
+                raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(e)}); if its download cache is "
+                                 f'damaged, delete {cache}/cifar-10-batches-py-target* and run again') from None
+            raise
+        reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(e))
+        raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz from '
+                         f'{CIFAR_PAGE} yourself and point --data-dir (data_dir= in Python) at its folder') from None
 
 
 def read_data_dir(data_dir):
@@ -445,59 +627,6 @@ def read_data_dir(data_dir):
         return read_tarball(os.path.join(data_dir, 'cifar-10-python.tar.gz'))
     raise CifarError(f'{label}: holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz '
                      f'(get it from {CIFAR_PAGE})')
-
-
-def download_cifar10():
-    """No --data-dir: CIFAR-10 from Keras's cache (~/.keras/datasets, or $KERAS_HOME/datasets),
-    downloaded there first if it is not. The cache is read as carefully as --data-dir."""
-    cache = os.path.join(os.path.expanduser(os.environ.get('KERAS_HOME') or os.path.join('~', '.keras')),
-                         'datasets')
-    archive = os.path.join(cache, 'cifar-10-python.tar.gz')
-    extracted = [os.path.join(cache, folder) for folder in  # where keras.datasets.cifar10 unpacks it
-                 ('cifar-10-batches-py-target/cifar-10-batches-py', 'cifar-10-batches-py')]
-    cached = next((f for f in extracted if all(os.path.isfile(os.path.join(f, n)) for n in BATCH_FILES)), None)
-    if not cached and not os.path.lexists(archive):
-        if os.path.lexists(cache) and not os.path.isdir(cache):
-            raise CifarError(f"{cache}: Keras's download folder is a file, not a folder; move it away")
-        print(f'Downloading CIFAR-10 (163 MB) from {CIFAR_URL} into {cache}')
-        try:
-            os.makedirs(cache, exist_ok=True)
-        except OSError as e:
-            raise CifarError(f"cannot create Keras's download folder {cache}: {e.strerror or e}") from None
-        write_atomically(archive, download)
-    try:
-        return (read_folder(cached), cached) if cached else (read_tarball(archive), archive)
-    except CifarError as e:
-        raise CifarError(f"{e} (in Keras's download cache: delete it to download CIFAR-10 again)") from None
-
-
-def download(path):
-    """Fetches the CIFAR-10 archive into `path` with a progress bar, and checks its SHA-256."""
-    def failed(e):
-        return CifarError(f'could not download CIFAR-10 ({getattr(e, "reason", None) or first_line(e)}). Download '
-                          f'cifar-10-python.tar.gz from {CIFAR_PAGE} yourself and run with --data-dir FOLDER_HOLDING_IT')
-    try:
-        response = urllib.request.urlopen(CIFAR_URL, timeout=60)
-    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused connections, ...
-        raise failed(e) from None
-    sha256, size = hashlib.sha256(), 0
-    with response, open(path, 'wb') as out:
-        bar = keras.utils.Progbar(None, unit_name='byte')
-        while True:
-            try:
-                chunk = response.read(MB)
-            except (OSError, http.client.HTTPException) as e:
-                raise failed(e) from None
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_ARCHIVE_BYTES:
-                raise CifarError(f'the download from {CIFAR_URL} is larger than CIFAR-10; try again later')
-            out.write(chunk)
-            sha256.update(chunk)
-            bar.add(len(chunk))
-    if sha256.hexdigest() != CIFAR_SHA256:
-        raise CifarError(f'the download from {CIFAR_URL} is not CIFAR-10 (its SHA-256 differs); try again later')
 
 
 def read_folder(folder):
@@ -661,6 +790,7 @@ def check_labels(label, labels, count):
 KERAS_FILES = {'metadata.json', 'config.json', 'model.weights.h5'}
 KERAS_CLASSES = {  # every (module, class) in a config.json that --save-model writes
     ('keras', 'Sequential'), ('keras', 'DTypePolicy'), ('keras.optimizers', 'Adam'),
+    ('keras.optimizers.schedules', 'CosineDecay'),
     ('keras.losses', 'SparseCategoricalCrossentropy'),
     *(('keras.initializers', name) for name in ('GlorotUniform', 'Zeros', 'Ones')),
     *(('keras.layers', name) for name in ('InputLayer', 'Conv2D', 'MaxPooling2D', 'Flatten', 'Dense',
@@ -814,6 +944,20 @@ def choose_precision(requested):
     return (mixed if native else 'float32'), f'auto, on {hardware}'
 
 
+def progress_verbosity():
+    """fit()'s verbose=: a progress bar (1) on a terminal or in Jupyter; one plain line per epoch (2)
+    elsewhere, as in a log file, where the bar's redrawing leaves escape codes and partial lines."""
+    return 1 if getattr(sys.stdout, 'isatty', lambda: False)() or 'ipykernel' in sys.modules else 2
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, counting steps truthfully: with steps_per_execution, Keras reports the
+    last group of an epoch's steps as if it were whole (64/63, and a negative ETA)."""
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(batch if self.target is None else min(batch, self.target - 1), logs)
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Prints each finished epoch's wall time (seconds) when training ends."""
 
@@ -864,6 +1008,20 @@ class StopOnCtrlC(keras.callbacks.Callback):
             history.epoch = history.epoch[:finished]
             print(f'Training stopped by Ctrl-C after {finished} finished epoch(s); '
                   'the steps below use what was learnt so far.')
+
+
+# ─── Printing and showing ────────────────────────────────────────────────────────────────────────
+
+def summary(array):
+    """An array as numpy prints a large one, its first and last three rows, whatever its size."""
+    return np.array2string(array, threshold=0)
+
+
+def can_show():
+    """Whether plt.show() shows anything here: Jupyter's inline figures or a desktop window do; a
+    headless backend such as Agg (no display) does not, and would only warn."""
+    from matplotlib.backends import BackendFilter, backend_registry
+    return plt.get_backend().lower() not in backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE)
 
 
 # ─── Writing files, and stopping cleanly ─────────────────────────────────────────────────────────
@@ -918,87 +1076,7 @@ def check_writable(folder, what):
         raise CifarError(f'cannot write {what} to {folder}: {e.strerror or e}') from None
 
 
-# ═══ Command line ════════════════════════════════════════════════════════════════════════════════
-
-def whole_number(low, high=None):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a whole number') from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f'{value} is not {low}-{high}' if high else f'{value} is less than {low}')
-        return value
-    return parse
-
-
-def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text[:40]!r} is not a number') from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f'{text[:40]} is not between 0 and 1')
-    return value
-
-
-def path_name(text):
-    if not text or '\0' in text:
-        raise argparse.ArgumentTypeError('an empty name, or one with a NUL byte')
-    return text
-
-
-TRAINING_ONLY = ('epochs', 'batch_size', 'precision', 'augment', 'batch_norm', 'dropout', 'validation_split',
-                 'cosine_decay', 'tensorboard', 'save_model')
-PREDICT_ONLY_IGNORES = ('data_dir', 'limit', 'figures_dir', 'show')
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='Basic CIFAR CNN: the blog post\'s program, runnable. Without --data-dir it downloads '
-                    'CIFAR-10 (163 MB) once into ~/.keras/datasets.',
-        epilog='examples: python cifar_cnn.py --limit 2000 --epochs 1 (a quick check);  '
-               'python cifar_cnn.py --data-dir DIR --save-model cifar.keras;  '
-               'python cifar_cnn.py --load-model cifar.keras --predict photo.jpg')
-    p.add_argument('--epochs', type=whole_number(1), help='training epochs (default: 10)')
-    p.add_argument('--batch-size', type=whole_number(1, 4096), help='training batch size (default: 32)')
-    p.add_argument('--seed', type=whole_number(0, 2**32 - 1), help='random seed: same seed, same machine, same numbers')
-    p.add_argument('--data-dir', metavar='DIR', type=path_name, help='read CIFAR-10 from DIR (cifar-10-batches-py, '
-                   'a folder holding it, or one holding cifar-10-python.tar.gz) instead of downloading it')
-    p.add_argument('--figures-dir', metavar='DIR', type=path_name,
-                   help='where figures go (default: figures, over the ones in the repository)')
-    p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
-    p.add_argument('--limit', type=whole_number(1), metavar='N',
-                   help='use only the first N training and N test images (a quick run)')
-    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'],
-                   help='auto (default): mixed precision where the hardware has it natively, else float32')
-    p.add_argument('--save-model', metavar='PATH', type=path_name, help='save the trained model to PATH (.keras)')
-    p.add_argument('--load-model', metavar='PATH', type=path_name,
-                   help='load a model saved with --save-model instead of training one')
-    p.add_argument('--predict', metavar='IMAGE', nargs='+', type=path_name,
-                   help='classify these image files and print the top 3 classes')
-    beyond = p.add_argument_group('beyond the post: the next experiments (bench/README.md measures them)')
-    beyond.add_argument('--augment', action='store_true', help='random flips and shifts of the training images')
-    beyond.add_argument('--batch-norm', action='store_true', help='batch normalization after each convolution')
-    beyond.add_argument('--dropout', type=fraction, metavar='RATE', help='dropout before each dense layer')
-    beyond.add_argument('--validation-split', type=fraction, metavar='F',
-                        help='validate on the last fraction F of the training images, not on the test set')
-    beyond.add_argument('--cosine-decay', action='store_true', help='lower the learning rate along a cosine to ~0')
-    beyond.add_argument('--tensorboard', metavar='DIR', type=path_name, help='write TensorBoard logs to DIR')
-    args = p.parse_args(argv)
-    for flag in ('save_model', 'load_model'):
-        path = getattr(args, flag)
-        if path is not None and not path.endswith('.keras'):
-            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras')
-    given = {name for name, value in vars(args).items() if value not in (None, False)}
-    for clash, why in ((TRAINING_ONLY, 'only for training, and --load-model trains nothing'),
-                       (PREDICT_ONLY_IGNORES, 'not used: with --load-model, --predict answers and exits')):
-        if args.load_model and (clash is TRAINING_ONLY or args.predict) and given & set(clash):
-            p.error(f'{", ".join("--" + name.replace("_", "-") for name in clash if name in given)}: {why}')
-    args.epochs, args.batch_size, args.precision = args.epochs or 10, args.batch_size or 32, args.precision or 'auto'
-    args.figures_dir = args.figures_dir or 'figures'
-    return args
-
+# ═══ Command line: python cifar_cnn.py (its options are read at the top, before TensorFlow loads) ═
 
 def check_model_path(path):
     """--save-model: the folder must be writable and PATH not a folder: found out before training."""
@@ -1007,13 +1085,15 @@ def check_model_path(path):
     check_writable(os.path.dirname(os.path.abspath(path)), 'the model')
 
 
-def run(args):
+def prepare(args):
+    """What the command line does before the post's steps, so that what fails in a second fails before
+    the slow steps: the seed, the model to load, the output folders, the precision. Returns the loaded
+    model, or None."""
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
-    # What can fail in a second fails before the slow steps: the model file, the output folders.
     loaded = load_model(args.load_model) if args.load_model else None
-    if loaded is not None and args.predict:  # answer and exit: no data set, no training, no figures
-        return 1 if predict_files(loaded, args.predict) else 0
+    if loaded is not None and args.predict:
+        return loaded
     check_writable(args.figures_dir, 'figures')
     if args.save_model:
         check_model_path(args.save_model)
@@ -1021,14 +1101,24 @@ def run(args):
         try:
             import tensorboard  # noqa: F401 -- TensorFlow 2.21 no longer installs it
         except ImportError:
-            raise CifarError('--tensorboard needs TensorBoard: pip install tensorboard') from None
+            raise CifarError(f'--tensorboard needs TensorBoard: {sys.executable} -m pip install tensorboard') from None
         check_writable(args.tensorboard, 'TensorBoard logs')
     if loaded is None:
         policy, why = choose_precision(args.precision)
         keras.mixed_precision.set_global_policy(policy)
         print(f'Precision: {policy} ({why})')
+    return loaded
+
+
+def run(args):
+    """The post's steps in the post's order, and what the options add around them."""
+    loaded = prepare(args)
+    if loaded is not None and args.predict:  # --load-model --predict: answer and exit, no data set needed
+        return 1 if predict_files(loaded, args.predict) else 0
     variations = Variations(args.augment, args.batch_norm, args.dropout or 0.0, args.validation_split or 0.0,
                             args.cosine_decay, args.tensorboard)
+    if loaded is None:
+        print(f'Experiments: {variations}')
 
     cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
                    figures_dir=args.figures_dir, show=args.show, variations=variations)
@@ -1037,13 +1127,14 @@ def run(args):
     if loaded is None:
         cnn.model = cnn.build_model()
         cnn.history = cnn.train_model()
-        if args.save_model:
-            save_model(cnn.model, args.save_model)
     else:
-        cnn.model = loaded
+        cnn.model = loaded  # --load-model: a trained model instead of building and training one
+    if args.save_model:
+        save_model(cnn.model, args.save_model)
     cnn.evaluate_model()
     predictions = cnn.make_prediction()
-    cnn.confusion_matrix(predictions)
+
+    cnn.confusion_matrix(predictions)  # beyond the post
     if args.predict:
         return 1 if predict_files(cnn.model, args.predict) else 0
     return 0

@@ -1,8 +1,11 @@
 """Tiny synthetic CIFAR-10 data in the real `cifar-10-batches-py` format, and shared fixtures."""
 
+import importlib
 import os
 import pickle
+import socket
 import tarfile
+import urllib.error
 
 import matplotlib
 import numpy as np
@@ -11,6 +14,8 @@ import pytest
 matplotlib.use('Agg')  # tests never open windows
 
 import cifar_cnn
+
+file_utils = importlib.import_module('keras.src.utils.file_utils')  # keras.utils.get_file's module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
@@ -58,11 +63,20 @@ def make_tarball(parent, seed=0):
 
 @pytest.fixture(autouse=True)
 def no_network(tmp_path_factory, monkeypatch):
-    """No test downloads: urlopen fails as it does offline, and Keras's cache is an empty folder."""
-    def offline(url, timeout):
-        raise cifar_cnn.urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
-    monkeypatch.setattr(cifar_cnn.urllib.request, 'urlopen', offline)
-    monkeypatch.setenv('KERAS_HOME', str(tmp_path_factory.mktemp('keras-home')))
+    """No test downloads: Keras's downloader fails as it does offline, into an empty Keras cache."""
+    def offline(url, target, reporthook=None):
+        raise urllib.error.URLError(socket.gaierror(-3, 'Temporary failure in name resolution'))
+    monkeypatch.setattr(file_utils, 'urlretrieve', offline)
+    use_keras_home(monkeypatch, tmp_path_factory.mktemp('keras-home'))
+
+
+def use_keras_home(monkeypatch, home):
+    """Points Keras's cache at `home`: KERAS_HOME, which Keras reads once as it loads, so also the
+    value it keeps (what keras.utils.get_file uses, if it exists: else /tmp/.keras)."""
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv('KERAS_HOME', str(home))
+    monkeypatch.setattr(importlib.import_module('keras.src.backend.config'), '_KERAS_DIR', str(home))
+    return home
 
 
 @pytest.fixture(autouse=True)

@@ -92,8 +92,19 @@ def test_validation_split_holds_out_the_last_training_images(varied, monkeypatch
     assert varied.validation_label == 'val_accuracy (last 10 training images)'
 
 
-def test_cosine_decay_lowers_the_learning_rate_each_epoch(varied):
-    assert varied.history.history['learning_rate'] == pytest.approx([1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi / 2))])
+def test_cosine_decay_lowers_the_learning_rate_every_step(varied):
+    """2 epochs of 30 images in batches of 8: 8 steps, the rate from 1e-3 to 0 along a cosine."""
+    optimizer = varied.model.optimizer
+    assert int(optimizer.iterations) == 8 and float(optimizer.learning_rate) == pytest.approx(0, abs=1e-9)
+    fresh = varied.optimizer()
+    for step in range(9):  # within the first epoch too, so --epochs 1 decays as well
+        fresh.iterations.assign(step)
+        assert float(fresh.learning_rate) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * step / 8)), abs=1e-9)
+
+
+def test_variations_name_the_flags_in_effect():
+    assert str(Variations()) == "none (the post's network and training)"
+    assert str(Variations(augment=True, dropout=0.3, cosine_decay=True)) == '--augment --dropout 0.3 --cosine-decay'
 
 
 def test_tensorboard_writes_event_files(varied):
@@ -158,7 +169,7 @@ def test_load_model_refuses_what_save_model_did_not_write(saved_model, tmp_path,
 
 # ─── Your own pictures ───────────────────────────────────────────────────────────────────────────
 
-def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path, capsys):
+def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path, capsys, monkeypatch):
     img = trained.test_imgs[0]
     exact = tmp_path / 'test0.png'  # a CIFAR-sized RGB file goes through unchanged
     Image.fromarray(img).save(exact)
@@ -166,9 +177,12 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
     Image.fromarray(img).resize((640, 480)).save(big_jpeg)
     text = tmp_path / 'notes.png'
     text.write_text('not an image')
+    calls = []
+    monkeypatch.setattr(trained.model, 'predict_on_batch', lambda x, f=trained.model.predict_on_batch: calls.append(
+        len(x)) or f(x))
     failed = cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
                                                      str(big_jpeg)])
-    assert failed == 2
+    assert failed == 2 and calls == [2]  # the images that could be read, in one batch
     out, err = capsys.readouterr()
     probs = trained.model.predict(img[np.newaxis] / np.float32(255), verbose=0)[0]
     assert out.startswith(f'{exact}: {cifar_cnn.CLASSES[int(np.argmax(probs))]} ')

@@ -36,8 +36,30 @@ def test_full_run_writes_every_figure(full_run):
     for line in ['40 training examples ...', 'Total params: 122,570', 'Epoch 2/2', 'Epoch times (s):',
                  'Saved the trained model to', 'Loss: ', 'Accuracy: ', 'Per-class accuracy, worst first:', 'Precision: ']:
         assert line in result.stdout
+    assert "Experiments: none (the post's network and training)" in result.stdout
     assert 'Traceback' not in result.stderr
     assert 'Warning' not in result.stderr  # e.g. Keras 3's input_shape= warning, fit()'s shuffle warning
+
+
+def test_output_to_a_file_is_plain_lines(full_run):
+    """Not a terminal: one line per epoch, no progress bar redrawn with escape codes and carriage returns,
+    and nothing from TensorFlow's C++ start-up before the program's own first line."""
+    result, _ = full_run
+    assert '\x1b' not in result.stdout + result.stderr and '\r' not in result.stdout
+    assert result.stdout.startswith('Precision: ') and result.stderr == ''
+    assert len([line for line in result.stdout.splitlines() if line.startswith('5/5 - ')]) == 2  # 2 epochs
+
+
+def test_a_progress_bar_on_a_terminal_counts_steps_truthfully(cifar_dir, tmp_path, monkeypatch, capsys):
+    """5 steps per epoch: Keras, running 32 steps per call, would report 32/5."""
+    monkeypatch.setattr(cifar_cnn, 'progress_verbosity', lambda: 1)
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, epochs=2, batch_size=8)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    capsys.readouterr()
+    cnn.train_model()
+    bar = capsys.readouterr().out
+    assert '5/5' in bar and '32/5' not in bar and '-1s' not in bar
 
 
 def test_same_seed_same_numbers(full_run, session_cifar_dir, tmp_path, capsys):
@@ -125,12 +147,25 @@ def test_help_gives_examples_and_says_it_downloads(capsys):
         cifar_cnn.main(['--help'])
     text = ' '.join(capsys.readouterr().out.split())
     assert 'Without --data-dir it downloads CIFAR-10' in text and 'examples: python cifar_cnn.py --limit' in text
+    assert 'with --load-model at once, without it after training a model first' in text
+
+
+@pytest.mark.parametrize(('args', 'code'), [(['--help'], 0), (['--epochs', '0'], 2), (['--load-model', 'x.h5'], 2)])
+def test_help_and_usage_errors_answer_before_tensorflow_loads(args, code):
+    probe = ('import runpy, sys\n'
+             f'sys.argv = ["cifar_cnn.py", *{args!r}]\n'
+             'try:\n'
+             f'    runpy.run_path({os.path.join(ROOT, "cifar_cnn.py")!r}, run_name="__main__")\n'
+             'except SystemExit as e:\n'
+             '    print("exit", e.code, [m for m in ("tensorflow", "keras", "matplotlib.pyplot") if m in sys.modules])')
+    result = subprocess.run([sys.executable, '-c', probe], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.stdout.splitlines()[-1] == f'exit {code} []'
 
 
 def test_tensorboard_without_tensorboard_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'tensorboard', None)  # as if not installed
     assert cifar_cnn.main(['--tensorboard', str(tmp_path), '--data-dir', '/nonexistent']) == 1
-    assert capsys.readouterr().err.strip() == 'error: --tensorboard needs TensorBoard: pip install tensorboard'
+    assert capsys.readouterr().err.strip() == f'error: --tensorboard needs TensorBoard: {sys.executable} -m pip install tensorboard'
 
 
 # ─── Signals, at every phase ─────────────────────────────────────────────────────────────────────

@@ -1,16 +1,22 @@
-"""Loading CIFAR-10: the three --data-dir layouts, the download and its cache, and what is refused."""
+"""Loading CIFAR-10: Keras's loader and its cache, the three --data-dir layouts, and what is refused."""
 
-import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
 import threading
 import zlib
 
 import numpy as np
 import pytest
-from conftest import make_cifar_folder, make_tarball, write_batch
+from conftest import (
+    file_utils,
+    make_cifar_folder,
+    make_tarball,
+    use_keras_home,
+    write_batch,
+)
 from PIL import Image
 
 import cifar_cnn
@@ -21,7 +27,7 @@ def check_arrays(loaded, written):
     (x_train, y_train), (x_test, y_test) = loaded
     wx_train, wy_train, wx_test, wy_test = written
     assert x_train.dtype == np.uint8 and x_train.shape == (40, 32, 32, 3)
-    assert x_test.dtype == np.uint8 and x_test.shape == (24, 32, 32, 3) and x_test.flags.c_contiguous
+    assert x_test.dtype == np.uint8 and x_test.shape == (24, 32, 32, 3)
     assert y_train.dtype == np.uint8 and y_train.shape == (40, 1)
     assert y_test.dtype == np.uint8 and y_test.shape == (24, 1)
     np.testing.assert_array_equal(x_train, wx_train)  # same pixels, same order, channels last
@@ -52,69 +58,84 @@ def test_same_as_keras_loader(tmp_path):
     np.testing.assert_array_equal(y_test[:, 0], labels)
 
 
-# ─── The download and Keras's cache ──────────────────────────────────────────────────────────────
-
-class FakeResponse(io.BytesIO):
-    """What urlopen returns, serving `bytes`."""
-
+# ─── Without data_dir: keras.datasets.cifar10.load_data(), as in the post ────────────────────────
 
 @pytest.fixture
-def keras_home(tmp_path, monkeypatch):
-    """An empty Keras home (KERAS_HOME); conftest's no_network fixture keeps the network away."""
-    monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'keras'))
-    return tmp_path / 'keras'
+def keras_cache(tmp_path, monkeypatch):
+    """Keras's download cache, empty; conftest's no_network keeps the network away."""
+    return use_keras_home(monkeypatch, tmp_path / 'keras') / 'datasets'
 
 
-def test_no_network_is_one_clear_line(keras_home, capsys):
+def serve(monkeypatch, archive):
+    """The download serves `archive`, and Keras's SHA-256 check takes it for the real one."""
+    monkeypatch.setattr(file_utils, 'urlretrieve', lambda url, target, hook=None: shutil.copy(archive, target))
+    monkeypatch.setattr(file_utils, 'validate_file', lambda *args, **kwargs: True)
+
+
+@pytest.fixture(scope='module')
+def keras_sized_archive(tmp_path_factory):
+    """A cifar-10-python.tar.gz of Keras's sizes (its loader wants 10,000 images per training batch),
+    cheap to pack: each image is blank but for its first pixel. Returns it and its arrays."""
+    parent = tmp_path_factory.mktemp('keras-sized')
+    folder = parent / 'cifar-10-batches-py'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    x = np.zeros((50_024, 32, 32, 3), np.uint8)
+    x[:, 0, 0, 0] = np.arange(len(x)) % 251
+    y = rng.integers(0, 10, len(x)).astype(np.uint8)
+    for i, name in enumerate(cifar_cnn.BATCH_FILES):
+        part = slice(i * 10_000, (i + 1) * 10_000 if i < 5 else None)
+        write_batch(str(folder / name), x[part], y[part])
+    with tarfile.open(parent / 'cifar-10-python.tar.gz', 'w:gz') as t:
+        t.add(folder, arcname='cifar-10-batches-py')
+    return parent / 'cifar-10-python.tar.gz', (x[:50_000], y[:50_000], x[50_000:], y[50_000:])
+
+
+def test_without_data_dir_it_is_kerases_loader_and_cache(keras_cache, keras_sized_archive, monkeypatch):
+    archive, (x_train, y_train, x_test, y_test) = keras_sized_archive
+    serve(monkeypatch, archive)
+    for limit in (None, 7):  # the second time from Keras's cache: no download
+        (train_imgs, train_labels), (test_imgs, test_labels) = load_cifar10(None, limit)
+        np.testing.assert_array_equal(train_imgs, x_train[:limit])
+        np.testing.assert_array_equal(train_labels[:, 0], y_train[:limit])
+        np.testing.assert_array_equal(test_imgs, x_test[:limit])
+        np.testing.assert_array_equal(test_labels[:, 0], y_test[:limit])
+        assert os.path.isfile(keras_cache / 'cifar-10-batches-py-target_archive')
+        monkeypatch.setattr(file_utils, 'urlretrieve', None)
+
+
+def test_no_network_is_one_line_saying_what_to_do(keras_cache, tmp_path, capsys):
     with pytest.raises(CifarError, match=r'^could not download CIFAR-10 \(\[Errno -3\] Temporary failure in name '
-                                         r'resolution\)\. Download .* --data-dir FOLDER_HOLDING_IT$'):
+                                         r'resolution\)\. Download cifar-10-python.tar.gz from https://\S+ yourself '
+                                         r'and point --data-dir \(data_dir= in Python\) at its folder$'):
         load_cifar10(None)
-    assert os.listdir(keras_home / 'datasets') == []  # no half-downloaded file left in the cache
-    assert cifar_cnn.main(['--figures-dir', str(keras_home / 'figures')]) == 1
+    assert os.listdir(keras_cache) == []  # no half-downloaded file left in the cache
+    assert cifar_cnn.main(['--figures-dir', str(tmp_path / 'figures')]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: could not download CIFAR-10')
 
 
-def test_download_is_checked_cached_and_read_once(keras_home, tmp_path, monkeypatch):
-    archive, written = make_tarball(str(tmp_path / 'served'))
-    with open(archive, 'rb') as f:
-        served = f.read()
-    monkeypatch.setattr(cifar_cnn.urllib.request, 'urlopen', lambda url, timeout: FakeResponse(b'<html>moved</html>'))
-    with pytest.raises(CifarError, match=r'is not CIFAR-10 \(its SHA-256 differs\)'):
-        load_cifar10(None)
-    assert os.listdir(keras_home / 'datasets') == []
-    monkeypatch.setattr(cifar_cnn, 'CIFAR_SHA256', hashlib.sha256(served).hexdigest())
-    monkeypatch.setattr(cifar_cnn.urllib.request, 'urlopen', lambda url, timeout: FakeResponse(served))
-    check_arrays(load_cifar10(None), written)
-    assert (keras_home / 'datasets' / 'cifar-10-python.tar.gz').read_bytes() == served
-    monkeypatch.setattr(cifar_cnn.urllib.request, 'urlopen', None)  # the second time: from the cache
-    check_arrays(load_cifar10(None), written)
-
-
-def test_kerases_own_unpacked_copy_is_used(keras_home):
-    _, written = make_cifar_folder(str(keras_home / 'datasets' / 'cifar-10-batches-py-target'))
-    check_arrays(load_cifar10(None), written)
-
-
-@pytest.mark.parametrize(('damage', 'message'), [
-    ('datasets is a file', r"datasets: Keras's download folder is a file, not a folder; move it away$"),
-    ('archive is truncated', (r'cifar-10-python.tar.gz: truncated or not a .tar.gz archive .*\(in Keras\'s '
-                              r'download cache: delete it to download CIFAR-10 again\)$')),
-    ('unpacked batch is damaged', r'test_batch: damaged or not a CIFAR-10 batch file .*\(in Keras\'s download cache')])
-def test_a_broken_cache_is_blamed_not_the_network(keras_home, damage, message):
-    if damage == 'datasets is a file':
-        keras_home.mkdir()
-        (keras_home / 'datasets').write_text('')
-    elif damage == 'archive is truncated':
-        archive, _ = make_tarball(str(keras_home / 'datasets'))
-        with open(archive, 'r+b') as f:
-            f.truncate(os.path.getsize(archive) // 2)
-    else:
-        folder, _ = make_cifar_folder(str(keras_home / 'datasets'))
-        with open(os.path.join(folder, 'test_batch'), 'r+b') as f:
+@pytest.mark.parametrize('damage', ['truncated batch', 'pickle asking for os.system', 'not a tarball'])
+@pytest.mark.filterwarnings('error')
+def test_a_damaged_cache_says_to_delete_it(keras_cache, tmp_path, monkeypatch, damage):
+    folder, _ = make_cifar_folder(str(tmp_path / 'served'))
+    with open(os.path.join(folder, 'test_batch'), 'r+b') as f:
+        if damage == 'truncated batch':
             f.truncate(100)
-    with pytest.raises(CifarError, match=message):
+        else:
+            f.write(pickle.dumps(Payload(tmp_path / 'pwned')))
+            f.truncate()
+    archive = tmp_path / 'cifar.tar.gz'
+    if damage == 'not a tarball':
+        archive.write_bytes(b'<html>moved</html>')
+    else:
+        with tarfile.open(archive, 'w:gz') as t:
+            t.add(folder, arcname='cifar-10-batches-py')
+    serve(monkeypatch, archive)
+    with pytest.raises(CifarError, match=r"^Keras's CIFAR-10 loader failed \(.+\); if its download cache is damaged, "
+                                         r'delete .*datasets/cifar-10-batches-py-target\* and run again$'):
         load_cifar10(None)
+    assert not (tmp_path / 'pwned').exists()
 
 
 # ─── What --data-dir refuses ─────────────────────────────────────────────────────────────────────

@@ -9,8 +9,8 @@ import numpy as np
 import cifar_cnn
 
 
-def test_init_loads_cifar10_and_keeps_the_posts_names(cifar_dir, tmp_path):
-    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), limit=30)
+def test_init_loads_cifar10_and_keeps_the_posts_names(cifar_dir):
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, limit=30)
     assert cnn.classes == ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
     (x_train, y_train), (x_test, y_test) = cifar_cnn.load_cifar10(cifar_dir)
     np.testing.assert_array_equal(cnn.train_imgs, x_train[:30])  # --limit: the first N of each
@@ -18,16 +18,21 @@ def test_init_loads_cifar10_and_keeps_the_posts_names(cifar_dir, tmp_path):
     np.testing.assert_array_equal(cnn.test_imgs, x_test[:24])
     np.testing.assert_array_equal(cnn.test_labels, y_test[:24])
     assert (cnn.epochs, cnn.model, cnn.history) == (10, None, None)  # the post uses them, never sets them
+    assert (cnn.figures_dir, cnn.show) == (None, None)  # figures shown where there is a display, not written
 
 
 def test_explore_data_prints_and_draws(cifar_dir, tmp_path, capsys):
     cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path))
     cnn.explore_data()
     out = capsys.readouterr().out
-    for line in ['40 training examples ...', 'Training image shape: (32, 32, 3)', 'Training labels: [[',
+    for line in ['40 training examples ...', 'Training image shape: (32, 32, 3)',
                  "Training labels type: <class 'numpy.ndarray'>", '24 test examples ...',
-                 'Test image shape: (32, 32, 3)', 'Test labels: [[', "Test labels type: <class 'numpy.ndarray'>"]:
+                 'Test image shape: (32, 32, 3)', "Test labels type: <class 'numpy.ndarray'>"]:
         assert line in out
+    # The labels as the post prints its 50,000: the first three, '...', the last three, at any size
+    for name, labels in (('Training', cnn.train_labels), ('Test', cnn.test_labels)):
+        first, last = ('\n '.join(f'[{v}]' for v in labels[s, 0]) for s in (slice(3), slice(-3, None)))
+        assert f'{name} labels: [{first}\n ...\n {last}]\n' in out
     assert (tmp_path / '25-train-images.png').stat().st_size > 10_000
 
 

@@ -1,6 +1,7 @@
 """The plumbing under the post's methods: Ctrl-C during training, atomic writes, signals,
 precision and thread settings."""
 
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -129,3 +130,19 @@ def test_thread_settings_on_two_cpus_follow_the_cpu_kind_and_yours_win(flags, us
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | user
     result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.stdout.strip() == str(expected)
+
+
+def test_tensorflows_start_up_notes_are_dropped_and_nothing_else():
+    """TensorFlow 2.21 writes its C++ start-up notes to file descriptor 2 before its log settings
+    apply. Importing cifar_cnn prints none of them; any other line written there still shows."""
+    notes = ['WARNING: All log messages before absl::InitializeLog() is called are written to STDERR',
+             'I0000 00:00:1795990596.310198    2156 port.cc:153] oneDNN custom operations are on. You may see ...',
+             'I0000 00:00:1795990596.310677    2156 cudart_stub.cc:31] Could not find cuda drivers on your machine.',
+             'E0000 00:00:1795990618.761057    2191 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error']
+    code = ('import os, cifar_cnn\n'
+            'with cifar_cnn.startup_notes_dropped():\n'
+            f'    os.write(2, {"".join(n + chr(10) for n in notes).encode()!r} + b"a real error\\n")\n')
+    result = subprocess.run([sys.executable, '-c', code], check=False, capture_output=True, text=True, cwd=ROOT,
+                            timeout=60)
+    expected = '' if ctypes.util.find_library('cuda') is None else notes[-1] + '\n'  # with a driver, a real error
+    assert result.returncode == 0 and result.stderr == expected + 'a real error\n'
