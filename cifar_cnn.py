@@ -377,6 +377,95 @@ class CifarCNN:
         self.show_figure('confusion-matrix.png')
         return matrix
 
+    def plot_mistakes(self, predictions):
+        """The test images the model got wrong with the most confidence, drawn as predictions.png is:
+        which errors are forgivable (a cat taken for a dog) and which are not. Returns their indices."""
+        labels = self.test_labels[:, 0]
+        wrong = np.flatnonzero(np.argmax(predictions, axis=1) != labels)
+        shown = wrong[np.argsort(-predictions[wrong].max(axis=1), kind='stable')][:15]
+        plt.figure(figsize=(12, 10))
+        for i, k in enumerate(shown):
+            plt.subplot(5, 6, 2*i+1)
+            self.plot_img(predictions[k], labels[k], self.test_imgs[k])
+            plt.subplot(5, 6, 2*i+2)
+            self.plot_predictions(predictions[k], labels[k])
+        plt.suptitle(f'The most confident of {len(wrong):,} mistakes on {len(labels):,} test images')
+        plt.tight_layout()
+        self.show_figure('mistakes.png')
+        return shown
+
+    def plot_filters(self):
+        """The first convolution's 32 learned 3x3x3 kernels, each drawn as a tiny RGB patch scaled to
+        its own range: what the network looks for first. Returns them, shape (32, 3, 3, 3)."""
+        kernels = np.moveaxis(keras.ops.convert_to_numpy(self.convolutions()[0].kernel), -1, 0)
+        plt.figure(figsize=(8, 4.6))
+        for i, kernel in enumerate(kernels):
+            plt.subplot(4, 8, i+1)
+            plt.xticks([])
+            plt.yticks([])
+            plt.imshow((kernel - kernel.min()) / max(np.ptp(kernel), 1e-12))
+        plt.suptitle("The first convolution's 32 filters (3x3 pixels, RGB)")
+        self.show_figure('filters.png')
+        return kernels
+
+    def plot_feature_maps(self, index=0, channels=8):
+        """What one test image becomes after each convolution: each layer's `channels` most active
+        maps, at the layer's size (32x32 -> 30 -> 13 -> 4). Returns the maps, one array per layer."""
+        probe = keras.Model(self.model.layers[0].input, [conv.output for conv in self.convolutions()])
+        maps = [keras.ops.convert_to_numpy(m)[0].astype(np.float32)
+                for m in probe(self.test_imgs[index:index+1] / np.float32(255), training=False)]
+        plt.figure(figsize=(1.3 * (channels + 1), 1.5 * len(maps)))
+        for row, layer_maps in enumerate(maps):
+            plt.subplot(len(maps), channels + 1, row * (channels + 1) + 1)
+            plt.axis('off')
+            plt.imshow(self.test_imgs[index])
+            h, w, c = layer_maps.shape
+            plt.title(f'conv {row + 1}: {h}x{w}x{c}', fontsize=8)
+            for j, channel in enumerate(np.argsort(-layer_maps.mean(axis=(0, 1)), kind='stable')[:channels]):
+                plt.subplot(len(maps), channels + 1, row * (channels + 1) + j + 2)
+                plt.axis('off')
+                plt.imshow(layer_maps[..., channel], cmap='viridis')
+                plt.title(f'#{channel}', fontsize=7)
+        plt.suptitle(f'Test image {index} ({self.classes[self.test_labels[index][0]]}) after each convolution')
+        plt.tight_layout()
+        self.show_figure('feature-maps.png')
+        return maps
+
+    def grad_cam(self, imgs):
+        """Grad-CAM: where, in each image, the evidence for its predicted class lies. The last
+        convolution's maps, weighted by how much the class score rises with each, summed, kept where
+        positive and upsampled to 32x32. Returns heat maps (N, 32, 32), each scaled to peak at 1."""
+        probe = keras.Model(self.model.layers[0].input, [self.convolutions()[-1].output, self.model.layers[-1].output])
+        with tf.GradientTape() as tape:
+            maps, logits = probe(tf.constant(imgs, tf.float32) / 255.0, training=False)
+            scores = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
+        maps, grads = tf.cast(maps, tf.float32), tf.cast(tape.gradient(scores, maps), tf.float32)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one per channel
+        heat = tf.image.resize(tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None], (32, 32))[..., 0]
+        return (heat / tf.maximum(tf.reduce_max(heat, axis=(1, 2), keepdims=True), 1e-12)).numpy()
+
+    def plot_grad_cam(self, count=15):
+        """Grad-CAM's heat maps laid over predictions.png's first test images, titled with the
+        predicted class (and the true one when they differ). Returns the heat maps."""
+        imgs, labels = self.test_imgs[:count], self.test_labels[:count, 0]
+        heat = self.grad_cam(imgs)
+        predicted = np.argmax(self.model.predict(imgs / np.float32(255), verbose=0), axis=1)
+        plt.figure(figsize=(10, 2.2 * math.ceil(len(imgs) / 5)))
+        for i, img in enumerate(imgs):
+            plt.subplot(math.ceil(len(imgs) / 5), 5, i+1)
+            plt.axis('off')
+            plt.imshow(img)
+            plt.imshow(heat[i], cmap='jet', alpha=0.45, interpolation='bilinear')
+            truth = '' if predicted[i] == labels[i] else f' ({self.classes[labels[i]]})'
+            plt.title(self.classes[predicted[i]] + truth, fontsize=9, color='blue' if not truth else 'red')
+        plt.suptitle('Grad-CAM: where the evidence for the predicted class lies')
+        plt.tight_layout()
+        self.show_figure('grad-cam.png')
+        return heat
+
+    def convolutions(self):
+        return [layer for layer in self.model.layers if isinstance(layer, layers.Conv2D)]
+
     def vary(self, post_layers):
         """The post's layer list with the --augment, --batch-norm and --dropout additions (none by default)."""
         v, varied = self.variations, []
@@ -1134,7 +1223,11 @@ def run(args):
     cnn.evaluate_model()
     predictions = cnn.make_prediction()
 
-    cnn.confusion_matrix(predictions)  # beyond the post
+    cnn.confusion_matrix(predictions)  # beyond the post: where it errs, and what it has learned
+    cnn.plot_mistakes(predictions)
+    cnn.plot_filters()
+    cnn.plot_feature_maps()
+    cnn.plot_grad_cam()
     if args.predict:
         return 1 if predict_files(cnn.model, args.predict) else 0
     return 0

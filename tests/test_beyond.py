@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_batch
 from PIL import Image
 
 import cifar_cnn
@@ -29,6 +30,91 @@ def test_confusion_matrix_counts_every_test_image(trained, capsys):
     values = [float(v) for _, v in rows]
     assert values == sorted(values)  # worst first
     assert os.path.getsize(os.path.join(trained.figures_dir, 'confusion-matrix.png')) > 10_000
+
+
+# ─── What did it learn? ──────────────────────────────────────────────────────────────────────────
+
+def drawn(cnn, monkeypatch):
+    """Keeps the figures `cnn` draws open, by name, instead of showing or writing them."""
+    figures = {}
+    monkeypatch.setattr(cnn, 'show_figure', lambda name: figures.setdefault(name, cifar_cnn.plt.gcf()))
+    return figures
+
+
+def test_mistakes_are_wrong_and_the_most_confident_first(trained):
+    predictions = trained.make_prediction()
+    shown = trained.plot_mistakes(predictions)
+    labels = trained.test_labels[:, 0]
+    wrong = np.flatnonzero(predictions.argmax(axis=1) != labels)
+    assert len(shown) == min(15, len(wrong)) > 0 and all(predictions[k].argmax() != labels[k] for k in shown)
+    confidence = predictions[shown].max(axis=1)
+    assert list(confidence) == sorted(confidence, reverse=True)
+    assert all(predictions[k].max() <= confidence[-1] for k in set(wrong) - set(shown))
+    assert os.path.getsize(os.path.join(trained.figures_dir, 'mistakes.png')) > 10_000
+
+
+def test_filters_are_the_first_convolutions_kernels_one_panel_each(trained, monkeypatch):
+    figures = drawn(trained, monkeypatch)
+    kernels = trained.plot_filters()
+    np.testing.assert_array_equal(kernels, np.moveaxis(trained.model.layers[0].kernel.numpy(), -1, 0))
+    assert kernels.shape == (32, 3, 3, 3) and len(figures['filters.png'].axes) == 32
+    cifar_cnn.plt.close('all')
+
+
+def test_feature_maps_follow_the_posts_summary(trained, monkeypatch):
+    figures = drawn(trained, monkeypatch)
+    maps = trained.plot_feature_maps(index=2)
+    assert [m.shape for m in maps] == [(30, 30, 32), (13, 13, 64), (4, 4, 64)]
+    probe = cifar_cnn.keras.Model(trained.model.layers[0].input, trained.model.layers[0].output)
+    np.testing.assert_allclose(maps[0], probe(trained.test_imgs[2:3] / np.float32(255))[0], rtol=1e-5, atol=1e-6)
+    titles = [ax.get_title() for ax in figures['feature-maps.png'].axes]
+    assert titles[::9] == ['conv 1: 30x30x32', 'conv 2: 13x13x64', 'conv 3: 4x4x64']
+    shown = [int(title[1:]) for title in titles[1:9]]  # the most active of the first layer's 32 maps
+    assert sorted(maps[0].mean(axis=(0, 1)), reverse=True)[:8] == list(maps[0].mean(axis=(0, 1))[shown])
+    cifar_cnn.plt.close('all')
+
+
+@pytest.fixture(scope='module')
+def corner_model(tmp_path_factory):
+    """A model trained on images whose class is decided by a patch in one corner: class 1 has a white
+    8x8 patch at the top left, class 0 none; both are noise elsewhere."""
+    folder = tmp_path_factory.mktemp('corner') / 'cifar-10-batches-py'
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 600).astype(np.uint8)
+    imgs = rng.integers(0, 120, (600, 32, 32, 3), dtype=np.uint8)
+    imgs[labels == 1, :8, :8] = 255
+    for i, name in enumerate(cifar_cnn.BATCH_FILES):
+        part = slice(i * 100, (i + 1) * 100)
+        write_batch(str(folder / name), imgs[part], labels[part])
+    cifar_cnn.keras.utils.set_random_seed(0)
+    cnn = cifar_cnn.CifarCNN(data_dir=str(folder), epochs=4, batch_size=16)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    cnn.history = cnn.train_model()
+    return cnn
+
+
+def test_grad_cam_looks_where_the_class_is_decided(corner_model):
+    cnn = corner_model
+    predicted = cnn.model.predict(cnn.test_imgs / np.float32(255), verbose=0).argmax(axis=1)
+    patched = cnn.test_imgs[(cnn.test_labels[:, 0] == 1) & (predicted == 1)]
+    assert len(patched) >= 30  # it learned the patch
+    heat = cnn.grad_cam(patched)
+    assert heat.shape == (len(patched), 32, 32) and heat.min() >= 0 and np.allclose(heat.max(axis=(1, 2)), 1)
+    peaks = [np.unravel_index(np.argmax(h), h.shape) for h in heat]
+    assert all(row < 16 and col < 16 for row, col in peaks)  # the top-left quarter, where the patch is
+
+
+def test_what_it_learned_works_on_a_loaded_model(session_cifar_dir, saved_model, tmp_path):
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir=str(tmp_path))
+    cnn.preprocess_data()
+    cnn.model = cifar_cnn.load_model(saved_model)
+    cnn.plot_mistakes(cnn.make_prediction())
+    cnn.plot_filters()
+    cnn.plot_feature_maps()
+    assert cnn.plot_grad_cam().shape == (15, 32, 32)
+    assert {'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png'} <= set(os.listdir(tmp_path))
 
 
 # ─── The next experiments ────────────────────────────────────────────────────────────────────────

@@ -13,7 +13,8 @@ from PIL import Image
 
 import cifar_cnn
 
-FIGURES = {'25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png'}
+FIGURES = {'25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
+           'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png'}
 
 
 def run_cli(*args, timeout=120):
