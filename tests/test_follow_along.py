@@ -20,8 +20,10 @@ POST_CALLS = ['cnn = CifarCNN(data_dir={data_dir!r}, epochs=2, batch_size=8)',
               'cnn.history = cnn.train_model()',
               'cnn.evaluate_model()',
               'predictions = cnn.make_prediction()']
+BEYOND_CALLS = ['cnn.confusion_matrix(predictions)', 'cnn.plot_mistakes(predictions)', 'cnn.plot_filters()',
+                'cnn.plot_feature_maps()', 'cnn.plot_grad_cam()']
 PLOTTING_CALLS = ['cnn.explore_data()', 'cnn.preprocess_data()', 'cnn.evaluate_model()',
-                  'predictions = cnn.make_prediction()']
+                  'predictions = cnn.make_prediction()', *BEYOND_CALLS]
 
 
 def files_under(folder):
@@ -69,10 +71,11 @@ def test_the_posts_calls_in_a_plain_python_process_elsewhere(session_cifar_dir, 
 
 @pytest.fixture(scope='module')
 def notebook(session_cifar_dir, tmp_path_factory):
-    """The post's calls, one cell each, run in a real Jupyter kernel started outside the repository."""
+    """The post's calls, then those beyond it, one cell each, run in a real Jupyter kernel started
+    outside the repository."""
     folder = tmp_path_factory.mktemp('notebook')
     cells = [f'import sys\nsys.path.insert(0, {ROOT!r})\nfrom cifar_cnn import CifarCNN',
-             *(call.format(data_dir=session_cifar_dir) for call in POST_CALLS)]
+             *(call.format(data_dir=session_cifar_dir) for call in POST_CALLS), *BEYOND_CALLS]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     repository = files_under(ROOT)
     NotebookClient(nb, timeout=300, kernel_name='python3', resources={'metadata': {'path': str(folder)}}).execute()
