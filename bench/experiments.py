@@ -21,6 +21,7 @@ from common import PROGRAM, machine, run
 
 VARIANTS = {
     'default': [],
+    'default-float32': ['--precision', 'float32'],  # where mixed precision is the default: what it costs
     'augment': ['--augment'],
     'batch-norm': ['--batch-norm'],
     'dropout': ['--dropout', '0.3'],
@@ -63,12 +64,14 @@ def main():
     default_epoch = epoch(results.get('default', results[args.variants[0]]))
     print(f'\n{args.epochs} epochs, seeds 0-{args.seeds - 1}, {machine()}, precision {results[args.variants[0]][0]["precision"]}'
           f'{f", --limit {args.limit}" if args.limit else ""}\n')
-    print('| variant | test accuracy: median (min-max) | s/epoch (fastest seed) | vs default | parameters | options |')
-    print('|---|---|---|---|---|---|')
+    print('| variant | test accuracy: mean ± sd | min-max | s/epoch (fastest seed) | vs default | parameters | options |')
+    print('|---|---|---|---|---|---|---|')
     for name, rs in results.items():
         accs, options = [r['acc'] for r in rs], ' '.join(VARIANTS[name]) or '(none)'
-        print(f'| {name} | {statistics.median(accs):.4f} ({min(accs):.4f}-{max(accs):.4f}) | {epoch(rs):.1f} '
+        sd = statistics.stdev(accs) if len(accs) > 1 else float('nan')
+        print(f'| {name} | {statistics.mean(accs):.4f} ± {sd:.4f} | {min(accs):.4f}-{max(accs):.4f} | {epoch(rs):.1f} '
               f'| {epoch(rs) / default_epoch:.2f}x | {rs[0]["params"]:,} | `{options}` |')
+    print('\nper seed: ' + '; '.join(f'{name} ' + ', '.join(f'{r["acc"]:.4f}' for r in rs) for name, rs in results.items()))
 
 
 if __name__ == '__main__':
