@@ -73,8 +73,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for flag in ('save_model', 'load_model'):
         path = getattr(args, flag)
-        if path is not None and not path.endswith('.keras'):
-            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras')
+        if path is not None and (not path.endswith('.keras') or os.path.basename(path) == '.keras'):
+            p.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras, after a name')
     given = {name for name, value in vars(args).items() if value not in (None, False)}
     for clash, why in ((TRAINING_ONLY, 'only for training, and --load-model trains nothing'),
                        (PREDICT_ONLY_IGNORES, 'not used: with --load-model, --predict answers and exits')):
@@ -123,6 +123,24 @@ if __name__ == '__main__':  # Ctrl-C while TensorFlow loads: one line, not a tra
     parse_args()  # --help and usage errors exit here; main(), at the bottom, reads the options again
 
 
+def environment_problem():
+    """What in the environment stops the program before it starts, as one line; None if nothing."""
+    if os.environ.get('KERAS_BACKEND', 'tensorflow') != 'tensorflow':
+        return (f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}: this program runs on Keras's TensorFlow backend; "
+                'unset KERAS_BACKEND')
+    try:
+        import matplotlib  # noqa: F401 -- it reads MPLBACKEND as it loads
+    except ValueError:
+        return f"MPLBACKEND={os.environ.get('MPLBACKEND')}: not a backend matplotlib knows; unset MPLBACKEND"
+    return None
+
+
+if problem := environment_problem():
+    if __name__ == '__main__':
+        sys.exit(f'error: {problem}')
+    raise ImportError(problem)
+
+
 def cpu_flags():
     """The CPU's feature flags from /proc/cpuinfo (Linux), e.g. {'avx2', 'avx512_bf16'}; else empty."""
     try:
@@ -150,13 +168,15 @@ STARTUP_NOTES = re.compile(  # what TensorFlow 2.21's C++ prints as it loads, be
        else ''))  # no NVIDIA driver here, so no GPU to find: the failed search is not an error
 
 
-stderr_fd = 2  # where standard error really goes, also while startup_notes_dropped() holds it
+stderr_fd = 2  # where standard error really goes, also while stderr_dropped() holds it
+ANY_LINE = re.compile('')
 
 
 @contextlib.contextmanager
-def startup_notes_dropped():
-    """Drops TensorFlow's C++ start-up notes (STARTUP_NOTES), which TF_CPP_MIN_LOG_LEVEL no longer
-    hides: they go straight to file descriptor 2. Every other line written there is passed on."""
+def stderr_dropped(lines=STARTUP_NOTES):
+    """Drops the `lines` that C code writes straight to file descriptor 2, where Python's own settings
+    cannot reach: TensorFlow's C++ start-up notes (STARTUP_NOTES), which TF_CPP_MIN_LOG_LEVEL no longer
+    hides, or libtiff's remarks on a damaged file. Every other line written there is passed on."""
     global stderr_fd
     try:
         sys.stderr.flush()
@@ -175,12 +195,13 @@ def startup_notes_dropped():
             stderr_fd = 2
             caught.seek(0)
             for line in caught.read().decode(errors='replace').splitlines(keepends=True):
-                if not STARTUP_NOTES.match(line):
+                if not lines.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
 
 
-with startup_notes_dropped():
+with stderr_dropped(STARTUP_NOTES):
+    import h5py
     import keras
     import matplotlib
     import matplotlib.pyplot as plt
@@ -356,10 +377,11 @@ class CifarCNN:
         set, drawn as a heat map, and each class's accuracy printed worst first. Returns the matrix."""
         matrix = tf.math.confusion_matrix(self.test_labels[:, 0], np.argmax(predictions, axis=1),
                                           num_classes=len(self.classes)).numpy()
-        per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+        counts = matrix.sum(axis=1)
+        per_class = np.diag(matrix) / np.maximum(counts, 1)
         print('\nPer-class accuracy, worst first:')
-        for i in np.argsort(per_class, kind='stable'):
-            print(f'  {self.classes[i]:<10} {per_class[i]:.2f}')
+        for i in np.argsort(np.where(counts > 0, per_class, np.inf), kind='stable'):  # no images: last
+            print(f'  {self.classes[i]:<10} {f"{per_class[i]:.2f}" if counts[i] else "no test images"}')
 
         plt.figure(figsize=(9, 8))
         plt.imshow(matrix, cmap=plt.cm.Blues)
@@ -558,18 +580,14 @@ def save_model(model, path):
 
 
 def load_model(path):
-    """--load-model: a model saved by --save-model. The file is checked before Keras reads it
-    (read_keras_file), and its weights go into a network built here that matches it layer for layer."""
+    """--load-model: a model saved by --save-model, loaded without handing Keras anything from the
+    file. Its config.json must describe, layer for layer, the network build_model makes (with the
+    --batch-norm and --dropout it shows); that network is built here, and its weights are read
+    into it from model.weights.h5 once every claim about them checks out (read_keras_file)."""
     label = f'--load-model {path}'
-    read_keras_file(path)
-    try:
-        saved = keras.saving.load_model(path, compile=False)  # safe_mode: a .keras file cannot run code
-    except (ValueError, TypeError, KeyError) as e:  # what Keras raises for a bad config, as tests/test_fuzz.py finds
-        raise CifarError(f'{label}: Keras cannot load it ({first_line(e)})') from None
-    if tuple(saved.input_shape) != (None, 32, 32, 3) or tuple(saved.output_shape) != (None, 10):
-        raise CifarError(f'{label}: takes {saved.input_shape} and gives {saved.output_shape}, '
-                         'expected (None, 32, 32, 3) images and (None, 10) class scores')
-    model = rebuild(saved, label)
+    config, weights = read_keras_file(path)
+    model = build_network(matching_variations(config, label))
+    read_weights(model, weights, label)
     print(f'Loaded the model from {path}')
     return model
 
@@ -601,12 +619,14 @@ def predict_files(model, paths):
 
 CIFAR_PAGE = 'https://www.cs.toronto.edu/~kriz/cifar.html'
 BATCH_FILES = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+TAR_FILES = {f'cifar-10-batches-py/{name}' for name in [*BATCH_FILES, 'batches.meta', 'readme.html']}
 MB = 2**20
 MAX_BATCH_BYTES = 64 * MB     # a CIFAR-10 batch file: 31 MB
 MAX_ARCHIVE_BYTES = 256 * MB  # cifar-10-python.tar.gz: 163 MB packed, 178 MB unpacked
 MAX_MODEL_BYTES = 64 * MB     # a saved model: ~1.5 MB
 MAX_IMAGE_BYTES = 64 * MB
 MAX_IMAGE_PIXELS = 64_000_000  # 8000 x 8000
+IMAGE_FORMATS = ['PNG', 'JPEG', 'GIF', 'BMP', 'WEBP', 'TIFF']  # what photos come in; each fuzzed (tests/test_fuzz.py)
 
 
 class CifarError(Exception):
@@ -614,9 +634,10 @@ class CifarError(Exception):
 
 
 def first_line(error):
-    """An exception as one short line: its message's first line, or its type's name."""
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    """An exception as one short line: the first line of its message that says something (Keras's
+    multi-line errors open with a line ending in ':' and give the cause below it), else its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if not line.endswith(':')), lines[0] if lines else type(error).__name__)[:200]
 
 
 # ─── Reading files that may be anything ──────────────────────────────────────────────────────────
@@ -741,16 +762,21 @@ def read_tarball(path):
                 for name in (m.name, m.linkname if m.issym() or m.islnk() else ''):
                     if name.startswith(('/', '\\')) or '..' in name.replace('\\', '/').split('/'):
                         raise CifarError(f'{path}: refused: member {m.name!r} would extract outside its folder')
-                if m.isfile() and m.name.split('/')[-2:-1] == ['cifar-10-batches-py']:
-                    members[m.name.split('/')[-1]] = m
+                name = m.name.removeprefix('./').rstrip('/')
+                if name in members:
+                    raise CifarError(f'{path}: refused: it holds {m.name!r} twice')
+                if not (m.isdir() and name == 'cifar-10-batches-py' or m.isfile() and name in TAR_FILES):
+                    raise CifarError(f'{path}: refused: {m.name!r} is not one of the files of the CIFAR-10 '
+                                     'archive (cifar-10-batches-py/ and what it holds)')
+                members[name] = m
             batches = []
             for name in BATCH_FILES:
-                if name not in members:
+                m = members.get(f'cifar-10-batches-py/{name}')
+                if m is None:
                     raise CifarError(f'{path}: has no cifar-10-batches-py/{name}')
-                if members[name].size > MAX_BATCH_BYTES:
-                    raise CifarError(f'{path}: {members[name].name} claims {members[name].size:,} bytes; '
-                                     f'a CIFAR-10 batch has 31 MB')
-                batches.append(read_batch(f'{path}:{members[name].name}', tar.extractfile(members[name]).read()))
+                if m.size > MAX_BATCH_BYTES:
+                    raise CifarError(f'{path}: {m.name} claims {m.size:,} bytes; a CIFAR-10 batch has 31 MB')
+                batches.append(read_batch(f'{path}:{m.name}', tar.extractfile(m).read()))
             return batches
     except tarfile.TarError as e:
         raise CifarError(f'{path}: truncated or not a .tar.gz archive ({first_line(e)})') from None
@@ -770,8 +796,19 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) == ('numpy', 'dtype'):
             return PickledDtype
         if name == '_reconstruct' and module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-            return PickledArray.reconstruct
+            return PickledArray.reconstruct  # protocols 0-4
+        if name == '_frombuffer' and module in ('numpy.core.numeric', 'numpy._core.numeric'):
+            return PickledArray.frombuffer  # protocol 5
+        if (module, name) == ('_codecs', 'encode'):
+            return latin1_bytes  # protocols 0-2 write bytes as text
         raise RefusedPickle(f'refused to load: it asks for {module}.{name}, not a numpy array')
+
+
+def latin1_bytes(text, encoding):
+    """Stands in for _codecs.encode, with which protocols 0-2 write bytes: encode(text, 'latin1')."""
+    if type(text) is not str or encoding != 'latin1':
+        raise RefusedPickle('refused to load: it encodes text in a way pickle does not write')
+    return text.encode('latin1')
 
 
 class RefusedPickle(pickle.UnpicklingError):
@@ -791,14 +828,27 @@ class PickledArray:
         return PickledArray()
 
     def __setstate__(self, state):
-        if not (type(state) is tuple and len(state) == 5 and state[0] == 1 and type(state[1]) is tuple
-                and all(type(n) is int and n >= 0 for n in state[1]) and isinstance(state[2], PickledDtype)
-                and type(state[3]) is bool and type(state[4]) is bytes):
+        if not (type(state) is tuple and len(state) == 5 and state[0] == 1 and type(state[3]) is bool):
             raise pickle.UnpicklingError('an array whose state is not the one numpy writes')
-        _, shape, dtype, fortran, raw = state
-        if math.prod(shape) * dtype.dtype.itemsize != len(raw):
-            raise pickle.UnpicklingError(f'an array of shape {shape} with {len(raw):,} bytes of data')
-        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order='F' if fortran else 'C')
+        self.array = checked_array(state[4], state[2], state[1], 'F' if state[3] else 'C')
+
+    @staticmethod
+    def frombuffer(raw, dtype, shape, order):
+        """numpy's _frombuffer(bytes, dtype, shape, order), which protocol 5 writes."""
+        made = PickledArray()
+        made.array = checked_array(raw, dtype, shape, order)
+        return made
+
+
+def checked_array(raw, dtype, shape, order):
+    """An array of `shape` made from `raw`, once the claims are checked: nothing is allocated beyond the
+    bytes the file holds."""
+    if not (type(raw) in (bytes, bytearray) and isinstance(dtype, PickledDtype) and type(shape) is tuple
+            and all(type(n) is int and n >= 0 for n in shape) and order in ('C', 'F')):
+        raise pickle.UnpicklingError('an array whose state is not the one numpy writes')
+    if math.prod(shape) * dtype.dtype.itemsize != len(raw):
+        raise pickle.UnpicklingError(f'an array of shape {shape} with {len(raw):,} bytes of data')
+    return np.frombuffer(raw, dtype.dtype).reshape(shape, order=order)
 
 
 class PickledDtype:
@@ -877,73 +927,104 @@ def check_labels(label, labels, count):
 # ─── Saved models (.keras) and your own images ───────────────────────────────────────────────────
 
 KERAS_FILES = {'metadata.json', 'config.json', 'model.weights.h5'}
-KERAS_CLASSES = {  # every (module, class) in a config.json that --save-model writes
-    ('keras', 'Sequential'), ('keras', 'DTypePolicy'), ('keras.optimizers', 'Adam'),
-    ('keras.optimizers.schedules', 'CosineDecay'),
-    ('keras.losses', 'SparseCategoricalCrossentropy'),
-    *(('keras.initializers', name) for name in ('GlorotUniform', 'Zeros', 'Ones')),
-    *(('keras.layers', name) for name in ('InputLayer', 'Conv2D', 'MaxPooling2D', 'Flatten', 'Dense',
-                                          'Dropout', 'BatchNormalization'))}
+MAX_LAYERS = 16  # --save-model writes 8 to 13, the input included
 
 
 def read_keras_file(path):
-    """Checks a .keras file before Keras reads it: a zip of at most MAX_MODEL_BYTES whose members
-    are whole (CRC) and Keras's three, and whose config names only what --save-model writes."""
+    """A .keras file's config (parsed) and weights (bytes), once the zip is checked: at most
+    MAX_MODEL_BYTES, Keras's three members and nothing else, each whole (CRC)."""
     label = f'--load-model {path}'
     data = read_file(path, label, MAX_MODEL_BYTES)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = {i.filename for i in zf.infolist()}
-            if names != KERAS_FILES:
-                raise CifarError(f'{label}: not a model saved by --save-model (holds {", ".join(sorted(names)[:5])})')
+            if names != KERAS_FILES or len(zf.infolist()) != len(KERAS_FILES):
+                raise CifarError(f'{label}: not a model saved by --save-model '
+                                 f'(holds {", ".join(sorted(names)[:5]) or "nothing"})')
             if sum(i.file_size for i in zf.infolist()) > MAX_MODEL_BYTES:
                 raise CifarError(f'{label}: unpacks to more than {MAX_MODEL_BYTES:,} bytes')
             damaged = zf.testzip()
             if damaged:
                 raise CifarError(f'{label}: damaged ({damaged} fails its checksum)')
-            config = json.loads(zf.read('config.json'))
+            return json.loads(zf.read('config.json')), zf.read('model.weights.h5')
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError,
             RuntimeError, ValueError) as e:  # RuntimeError: encrypted; ValueError: bad JSON
         raise CifarError(f'{label}: damaged or not a .keras file ({first_line(e)})') from None
     except RecursionError:
         raise CifarError(f'{label}: damaged (config.json is nested too deeply)') from None
-    stack = [config]
-    while stack:  # every object the config names must be one --save-model writes
-        item = stack.pop()
-        if isinstance(item, dict):
-            named = item.get('module'), item.get('class_name')
-            if 'class_name' in item and not (all(isinstance(n, str) for n in named) and named in KERAS_CLASSES):
-                raise CifarError(f'{label}: refused: it asks for {".".join(map(str, named))[:80]}, '
-                                 'which --save-model never writes')
-            stack += item.values()
-        elif isinstance(item, list):
-            stack += item
 
 
-def rebuild(saved, label):
-    """build_model's network (with the --batch-norm and --dropout that `saved` shows),
-    holding `saved`'s weights. Refused if the two differ in any layer or setting, or if a weight is
-    not a number: an edited file would otherwise give answers that look right and are not."""
-    kinds = [type(layer).__name__ for layer in saved.layers]
-    rate = next((layer.rate for layer in saved.layers if isinstance(layer, layers.Dropout)), 0.0)
-    if not (isinstance(rate, float) and 0 <= rate < 1):
+def matching_variations(config, label):
+    """The Variations whose network config.json describes, compared straight from the JSON with the
+    network build_model makes: the number of layers, each one's kind and every setting but its name.
+    An edited file would otherwise give answers that look right and are not."""
+    saved = config.get('config') if isinstance(config, dict) and config.get('class_name') == 'Sequential' else None
+    saved = saved.get('layers') if isinstance(saved, dict) else None
+    if not (isinstance(saved, list) and all(isinstance(layer, dict) for layer in saved)):
+        raise CifarError(f'{label}: refused: config.json holds no Sequential model, which --save-model writes')
+    if len(saved) > MAX_LAYERS:
+        raise CifarError(f'{label}: refused: {len(saved):,} layers; --save-model writes at most {MAX_LAYERS}')
+    rates = [layer.get('config', {}).get('rate') for layer in saved if layer.get('class_name') == 'Dropout']
+    rate = rates[0] if rates else 0.0
+    if not (type(rate) is float and 0 <= rate < 1):
         raise CifarError(f'{label}: refused: a dropout rate of {str(rate)[:20]}')
-    model = build_network(Variations(batch_norm='BatchNormalization' in kinds, dropout=rate))
+    variations = Variations(batch_norm=any(layer.get('class_name') == 'BatchNormalization' for layer in saved),
+                            dropout=rate)
+    wanted = json.loads(json.dumps(build_network(variations).get_config()['layers']))
 
-    def signature(layer):
-        return type(layer).__name__, {k: v for k, v in layer.get_config().items()
-                                      if k not in ('name', 'dtype', 'trainable', 'seed')}
-    got, want = [signature(layer) for layer in saved.layers], [signature(layer) for layer in model.layers]
-    if got != want:
-        i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
-        raise CifarError(f'{label}: refused: layer {i + 1} is {got[i][0] if i < len(got) else "missing"}, not '
-                         f'the {want[i][0] if i < len(want) else "end"} that --save-model writes there, or not '
-                         'with its settings')
-    weights = saved.get_weights()
-    if not all(np.isfinite(w).all() for w in weights):
+    def settings(layer):
+        config = layer.get('config')
+        return {k: v for k, v in config.items() if k not in ('name', 'dtype')} if isinstance(config, dict) else config
+    for i in range(max(len(saved), len(wanted))):
+        got, want = (saved[i] if i < len(saved) else {}), (wanted[i] if i < len(wanted) else {})
+        if (got.get('module'), got.get('class_name'), settings(got)) != (want.get('module'), want.get('class_name'),
+                                                                        settings(want)):
+            kind = f'{got.get("module")}.{got.get("class_name")}'[:80] if got else 'missing'
+            raise CifarError(f'{label}: refused: layer {i + 1} is {kind}, not the '
+                             f'{want.get("class_name", "end") if want else "end"} that --save-model writes there, '
+                             'or not with its settings')
+    return variations
+
+
+def read_weights(model, data, label):
+    """model.weights.h5 -> `model`'s weights. Every dataset Keras keeps them in is found where Keras
+    puts it (layers/NAME/vars/I) and checked against the weight it holds, shape, dtype and storage
+    (whole, uncompressed, in the file), before a byte of it is read; then each is read whole. NaN
+    or infinite weights are refused: they would give answers that look right and are not."""
+    expected = keras_weight_paths(model)
+    try:
+        with h5py.File(io.BytesIO(data), 'r') as f:
+            group = f.get('layers')
+            if not isinstance(group, h5py.Group) or len(group) != len(model.layers):
+                raise CifarError(f'{label}: refused: its weights are not those of the network --save-model writes')
+            found = []
+            for path, variable in expected.items():
+                dataset = group.get(path)
+                if not (isinstance(dataset, h5py.Dataset) and dataset.shape == tuple(variable.shape)
+                        and dataset.dtype == np.dtype('<f4') and dataset.chunks is None and not dataset.external
+                        and not dataset.is_virtual and dataset.id.get_storage_size() == dataset.nbytes):
+                    raise CifarError(f'{label}: refused: the weights at layers/{path} are not the '
+                                     f'{tuple(variable.shape)} float32 numbers --save-model writes there')
+                found.append((variable, dataset))
+            values = [(variable, dataset[()]) for variable, dataset in found]
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:  # h5py on what is not HDF5
+        raise CifarError(f'{label}: damaged (model.weights.h5: {first_line(e)})') from None
+    if not all(np.isfinite(value).all() for _, value in values):
         raise CifarError(f'{label}: refused: some weights are not numbers (NaN or infinite)')
-    model.set_weights(weights)
-    return model
+    for variable, value in values:
+        variable.assign(value)
+
+
+def keras_weight_paths(model):
+    """{'conv2d/vars/0': variable, ...}: where Keras's .keras format keeps each of `model`'s weights,
+    under its layer's class name in snake case, numbered from the second layer of a kind on."""
+    paths, seen = {}, {}
+    for layer in model.layers:
+        name = re.sub(r'([a-z])([A-Z])', r'\1_\2', re.sub(r'(.)([A-Z][a-z]+)', r'\1_\2', type(layer).__name__)).lower()
+        seen[name] = seen.get(name, -1) + 1
+        for i, variable in enumerate(layer.trainable_weights + layer.non_trainable_weights):
+            paths[f'{name}{f"_{seen[name]}" if seen[name] else ""}/vars/{i}'] = variable
+    return paths
 
 
 def build_network(variations):
@@ -961,21 +1042,23 @@ def read_image(path):
     white. 16-bit pixels are scaled by their white level and float pixels must lie in 0-1: a plain
     convert('RGB') would clip both. A mode with no known scale is an error, never a guess."""
     data = read_file(path, path, MAX_IMAGE_BYTES)
-    try:
-        with warnings.catch_warnings():
+    try:  # Pillow's warnings and libtiff's lines about a damaged file: the error line says it
+        with warnings.catch_warnings(), stderr_dropped(ANY_LINE):
+            warnings.simplefilter('ignore')
             warnings.simplefilter('error', Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise CifarError(f'{path}: claims {img.width:,} x {img.height:,} pixels, more than '
                                  f'{MAX_IMAGE_PIXELS:,}')
             ImageOps.exif_transpose(img, in_place=True)
             pixels = to_unit_rgb(path, img)
     except Image.UnidentifiedImageError:
-        raise CifarError(f'{path}: not an image (or a format Pillow cannot read)') from None
+        raise CifarError(f'{path}: not an image in a format read here ({", ".join(IMAGE_FORMATS)})') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CifarError(f'{path}: claims more than {MAX_IMAGE_PIXELS:,} pixels') from None
-    # What else Pillow raises for damaged PNG and JPEG files, as tests/test_fuzz.py finds it:
-    except (OSError, SyntaxError, ValueError) as e:
+    # What else Pillow raises for damaged files of these formats, as tests/test_fuzz.py finds it
+    # (TypeError: a TIFF tag of the wrong type, FUZZ_SEED=1):
+    except (OSError, SyntaxError, ValueError, TypeError) as e:
         raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
     return pixels
 
@@ -997,6 +1080,8 @@ def to_unit_rgb(path, img):
     grey = np.asarray(img, dtype=np.float32) / white
     if not (np.isfinite(grey).all() and grey.min() >= 0 and grey.max() <= 1):
         raise CifarError(f'{path}: {img.mode} pixels outside 0-{white}, so their scale is unknown')
+    if type(img.info.get('transparency')) is int:  # the grey level that stands for transparent: on white
+        grey[np.asarray(img) == img.info['transparency']] = 1.0
     small = Image.fromarray(grey, 'F').resize(size, Image.BILINEAR)
     return np.repeat(np.asarray(small, dtype=np.float32)[..., np.newaxis], 3, axis=2)
 
@@ -1173,9 +1258,13 @@ def write_atomically(path, write):
         PENDING.discard(tmp)
 
 
+STOPPED = {signal.SIGINT: 'Interrupted.', signal.SIGTERM: 'Terminated.',
+           **({signal.SIGHUP: 'Hung up.'} if hasattr(signal, 'SIGHUP') else {})}  # the terminal closed
+
+
 def stop_now(signum, frame):
-    """Ctrl-C (outside training) or SIGTERM: remove half-written files, say so, and exit at once
-    (130 or 143). Exiting from here, not by an exception, because TensorFlow can turn an
+    """Ctrl-C (outside training), SIGTERM or SIGHUP: remove half-written files, say so, and exit at
+    once (130, 143 or 129). Exiting from here, not by an exception, because TensorFlow can turn an
     exception raised inside it into an error of its own."""
     for tmp in list(PENDING):
         try:
@@ -1184,15 +1273,20 @@ def stop_now(signum, frame):
             pass
     try:
         sys.stdout.flush()
-        print('\nInterrupted.' if signum == signal.SIGINT else '\nTerminated.', file=sys.stderr, flush=True)
+        print(f'\n{STOPPED[signum]}', file=sys.stderr, flush=True)
     finally:
         os._exit(128 + signum)
 
 
 def check_writable(folder, what):
-    """Fails before any slow step if `what` cannot be written to `folder`."""
+    """Fails before any slow step if `what` cannot be written to `folder`, creating it if need be;
+    when it fails, the folders it created are removed again."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise CifarError(f'cannot write {what} to {folder}: it is a file, not a folder')
+    created, parent = [], os.path.abspath(folder)
+    while not os.path.exists(parent) and parent != os.path.dirname(parent):  # deepest first
+        created.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f'.write-test.{os.getpid()}')
@@ -1200,6 +1294,9 @@ def check_writable(folder, what):
             pass
         os.remove(probe)
     except OSError as e:
+        for made in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
         raise CifarError(f'cannot write {what} to {folder}: {e.strerror or e}') from None
 
 
@@ -1249,6 +1346,7 @@ def run(args):
 
     cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
                    figures_dir=args.figures_dir, show=args.show, variations=variations)
+    cnn.split()  # a --validation-split that leaves nothing to train on fails here, before any figure
     cnn.explore_data()
     cnn.preprocess_data()
     if loaded is None:
@@ -1277,12 +1375,16 @@ def main(argv=None):
         matplotlib.use('Agg')  # draw to files only: never wait for a window
     elif matplotlib.get_backend().lower() == 'agg':
         print('note: --show: no display here, so the figures are only written to files', file=sys.stderr)
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signum: signal.getsignal(signum) for signum in STOPPED}
     for signum, handler in handlers.items():
         if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
             signal.signal(signum, stop_now)
     try:
-        return run(args)
+        with warnings.catch_warnings(record=True) as caught:  # held back: an error line says it better
+            code = run(args)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return code
     except CifarError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -24,7 +24,8 @@ TEST_IMAGES = 24
 
 def batch_bytes(images, labels, protocol=4):
     """A batch file's bytes: images (N, 32, 32, 3) uint8 stored the way the official archive does."""
-    batch = {b'batch_label': b'synthetic', b'labels': [int(v) for v in labels],
+    batch = {b'batch_label': b'synthetic',
+             b'labels': labels if isinstance(labels, np.ndarray) else [int(v) for v in labels],
              b'data': images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
              b'filenames': [f'img_{i}.png'.encode() for i in range(len(images))]}
     return pickle.dumps(batch, protocol=protocol)

@@ -6,12 +6,16 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
-from conftest import write_batch
+from conftest import ROOT, write_batch
 from PIL import Image
 
 import cifar_cnn
@@ -25,11 +29,22 @@ def test_confusion_matrix_counts_every_test_image(trained, capsys):
     for t, p in zip(trained.test_labels[:, 0], predictions.argmax(axis=1)):
         assert matrix[t, p] >= 1
     np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(trained.test_labels[:, 0], minlength=10))
-    rows = re.findall(r'^  (\w+)\s+(\d\.\d\d)$', capsys.readouterr().out, re.MULTILINE)
+    rows = re.findall(r'^  (\w+)\s+(\d\.\d\d|no test images)$', capsys.readouterr().out, re.MULTILINE)
     assert sorted(name for name, _ in rows) == sorted(cifar_cnn.CLASSES)
-    values = [float(v) for _, v in rows]
+    values = [float(v) for _, v in rows if v != 'no test images']
     assert values == sorted(values)  # worst first
     assert os.path.getsize(os.path.join(trained.figures_dir, 'confusion-matrix.png')) > 10_000
+
+
+def test_classes_without_test_images_say_so_and_come_last(session_cifar_dir, capsys):
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, limit=3)
+    predictions = np.eye(10, dtype=np.float32)[cnn.test_labels[:, 0]]  # each right
+    cnn.confusion_matrix(predictions)
+    rows = capsys.readouterr().out.split('Per-class accuracy, worst first:\n')[1].splitlines()[:10]
+    present = sorted({cifar_cnn.CLASSES[i] for i in cnn.test_labels[:, 0]})
+    assert sorted(row.split()[0] for row in rows[:len(present)]) == present
+    assert all(row.endswith(' 1.00') for row in rows[:len(present)])
+    assert all(row.endswith(' no test images') for row in rows[len(present):])
 
 
 # ─── What did it learn? ──────────────────────────────────────────────────────────────────────────
@@ -264,12 +279,69 @@ def other_model(saved_model, path):
     (lambda saved, path: path.write_bytes(Path(saved).read_bytes()[:5000]) and str(path),
      r'damaged or not a .keras file'),
     (lambda saved, path: rezip(saved, path, **{'notes.txt': b'hi'}), r'not a model saved by --save-model'),
-    (foreign_class, r'refused: it asks for antigravity.Conv2D, which --save-model never writes'),
-    (other_model, r'takes \(None, 28, 28, 1\) .*expected \(None, 32, 32, 3\)')])
+    (lambda saved, path: zipfile.ZipFile(path, 'w').close() or str(path),
+     r'not a model saved by --save-model \(holds nothing\)$'),
+    (foreign_class, r'refused: layer 2 is antigravity.Conv2D, not the Conv2D that --save-model writes there'),
+    (other_model, r'refused: layer 1 is keras.layers.InputLayer, not the InputLayer .* or not with its settings$'),
+    (lambda saved, path: keras_made(path, [cifar_cnn.keras.layers.Dense(10) for _ in range(400)]),
+     r'refused: 401 layers; --save-model writes at most 16$'),
+    (lambda saved, path: keras_made(path, [cifar_cnn.keras.layers.Dense(10)], built=False),
+     r'refused: layer 1 is keras.layers.Dense, not the InputLayer'),
+    (lambda saved, path: rezip(saved, path, **{'model.weights.h5': b'not HDF5 at all'}),
+     r'damaged \(model.weights.h5: .+\)$'),
+    (lambda saved, path: edit_weights(saved, path, 'dense/vars/0', shape=(10**9,), compression='gzip',
+                                      chunks=(10**6,)),
+     r'refused: the weights at layers/dense/vars/0 are not the \(1024, 64\) float32 numbers'),
+    (lambda saved, path: edit_weights(saved, path, 'dense/vars/0', data=np.zeros((1024, 64), '>f4')),
+     r'refused: the weights at layers/dense/vars/0 are not'),
+    (lambda saved, path: edit_weights(saved, path, 'conv2d/vars/1', data=np.full(32, np.nan, np.float32)),
+     r'refused: some weights are not numbers \(NaN or infinite\)$'),
+    (lambda saved, path: edit_weights(saved, path, 'flatten_1/vars/0', data=np.zeros(3, np.float32)),
+     r'refused: its weights are not those of the network --save-model writes$')])
 def test_load_model_refuses_what_save_model_did_not_write(saved_model, tmp_path, make, message):
     path = make(saved_model, tmp_path / 'bad.keras')
     with pytest.raises(CifarError, match=rf'^--load-model {re.escape(path)}: {message}'):
         cifar_cnn.load_model(path)
+
+
+def keras_made(path, stack, built=True):
+    """A model file Keras itself writes, of `stack` on 32x32x3 inputs (or never built)."""
+    model = cifar_cnn.keras.Sequential(([cifar_cnn.keras.Input((32, 32, 3))] if built else []) + stack)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # Keras, on saving one never built
+        model.save(path)
+    return str(path)
+
+
+def edit_weights(saved_model, path, where, **dataset):
+    """The saved model with one weight dataset replaced (h5py's create_dataset arguments)."""
+    weights = io.BytesIO(zipfile.ZipFile(saved_model).read('model.weights.h5'))
+    with h5py.File(weights, 'a') as f:
+        if f'layers/{where}' in f:
+            del f[f'layers/{where}']
+        f['layers'].create_dataset(where, **dataset)
+    return rezip(saved_model, path, **{'model.weights.h5': weights.getvalue()})
+
+
+def test_a_model_file_claiming_a_billion_weights_costs_no_more_memory_than_a_good_one(saved_model, tmp_path):
+    """Its weights claim 4 GB, compressed into a few kB: refused from the claim, never read. Each load
+    runs in its own process, which reports its peak memory."""
+    hostile = edit_weights(saved_model, tmp_path / 'hostile.keras', 'dense/vars/0', shape=(10**9,),
+                           compression='gzip', chunks=(10**6,), fillvalue=1.0)
+    assert os.path.getsize(hostile) < 2_000_000  # as the good one: 1.5 MB
+    code = ('import resource, sys, cifar_cnn\n'
+            'try:\n'
+            '    cifar_cnn.load_model(sys.argv[1])\n'
+            'except cifar_cnn.CifarError as e:\n'
+            '    print(e)\n'
+            'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)')
+    peaks = []
+    for path in (saved_model, hostile):
+        out = subprocess.run([sys.executable, '-c', code, path], check=True, capture_output=True, text=True,
+                             cwd=ROOT, timeout=120).stdout.splitlines()
+        peaks.append(int(out[-1]))
+    assert 'refused: the weights at layers/dense/vars/0' in out[-2]
+    assert peaks[1] < peaks[0] + 200  # MB
 
 
 # ─── Your own pictures ───────────────────────────────────────────────────────────────────────────
@@ -348,3 +420,44 @@ def test_read_image_shows_transparency_on_white_and_refuses_unknown_scales(tmp_p
     Image.fromarray(np.full((32, 32), -5, np.int32)).save(signed)
     with pytest.raises(CifarError, match=r'signed.tiff: TIFF images in mode I have no known white level'):
         cifar_cnn.read_image(str(signed))
+
+
+@pytest.mark.parametrize('bits', [8, 16])
+def test_transparency_shows_on_white_at_every_bit_depth(tmp_path, bits):
+    grey = np.full((32, 32), 40000, np.uint16)
+    grey[:16] = 0  # the top half: the grey level marked transparent
+    path = tmp_path / f'grey{bits}.png'
+    Image.fromarray(grey if bits == 16 else (grey // 257).astype(np.uint8)).save(path, transparency=0)
+    pixels = cifar_cnn.read_image(str(path))
+    np.testing.assert_allclose(pixels[:15], 1.0)  # white, as in an 8-bit file
+    np.testing.assert_allclose(pixels[17:], 40000 / 65535, atol=1 / 255)
+
+
+def test_formats_outside_the_list_are_refused_unopened(tmp_path):
+    """Pillow opens dozens of formats, some rarely used and less tested (DDS, IM, PCX, ...): only
+    the ones photos come in are read."""
+    path = tmp_path / 'photo.pcx'
+    Image.new('RGB', (8, 8), 'red').save(path)
+    with pytest.raises(CifarError, match=r'photo.pcx: not an image in a format read here '
+                                         r'\(PNG, JPEG, GIF, BMP, WEBP, TIFF\)$'):
+        cifar_cnn.read_image(str(path))
+
+
+def test_a_damaged_tiff_is_one_line_and_libtiff_says_nothing(tmp_path):
+    """libtiff writes its complaints straight to file descriptor 2, and Pillow warns: neither shows."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(
+        buffer, 'TIFF', compression='tiff_deflate')
+    data = bytearray(buffer.getvalue())
+    start = data.index(b'\x78\xda') if b'\x78\xda' in data else data.index(b'\x78\x9c')
+    data[start + 20:start + 60] = bytes(40)  # the compressed pixels, damaged
+    path = tmp_path / 'damaged.tiff'
+    path.write_bytes(bytes(data))
+    code = ('import sys, cifar_cnn\n'
+            'try:\n'
+            '    cifar_cnn.read_image(sys.argv[1])\n'
+            'except cifar_cnn.CifarError as e:\n'
+            '    print(e)\n')
+    result = subprocess.run([sys.executable, '-c', code, str(path)], check=True, capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert result.stdout.startswith(f'{path}: damaged image (') and result.stderr == ''

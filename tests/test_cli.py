@@ -132,6 +132,7 @@ def test_missing_data_is_one_line_exit_1(tmp_path, capsys):
 @pytest.mark.parametrize('args', [
     ['--epochs', '0'], ['--batch-size', 'x'], ['--batch-size', '5000'], ['--limit', '-3'], ['--seed', '-1'],
     ['--seed', '1.5'], ['--seed', str(2**32)], ['--precision', 'half'], ['--save-model', 'model.h5'],
+    ['--save-model', 'runs/.keras'],  # Keras would refuse the name only after training
     ['--dropout', '1.5'], ['--dropout', 'nan'], ['--validation-split', '0'], ['--validation-split', '1'],
     ['--figures-dir', ''], ['--data-dir', 'a\0b'],
     ['--load-model', 'm.keras', '--save-model', 'n.keras'], ['--load-model', 'm.keras', '--augment'],
@@ -177,14 +178,15 @@ PHASES = {  # phase: (marker in stdout after which the signal is sent, signal, e
     'training': ('Epoch 3/', signal.SIGINT, 0, None),  # stops training, keeps what was learnt
     'evaluation': ('Epoch times', signal.SIGINT, 130, 'Interrupted.'),
     'saving': ('Epoch times', signal.SIGTERM, 143, 'Terminated.'),
+    'saving, the terminal closed': ('Epoch times', signal.SIGHUP, 129, 'Hung up.'),
     'prediction': ('history.png', signal.SIGINT, 130, 'Interrupted.'),
 }
 
 
 def test_signals_at_every_phase(session_cifar_dir, tmp_path):
     """Ctrl-C anywhere but in training quits at once with "Interrupted." (130); in training it stops
-    training and the run goes on (0). SIGTERM quits (143). Never a traceback, never a temporary file.
-    The phases run side by side, each in its own process."""
+    training and the run goes on (0). SIGTERM quits (143), and so does SIGHUP (129). Never a traceback,
+    never a temporary file. The phases run side by side, each in its own process."""
     runs = {}
     for phase, (marker, signum, _, _) in PHASES.items():
         out = tmp_path / phase.replace(' ', '-')
@@ -217,3 +219,44 @@ def test_signals_at_every_phase(session_cifar_dir, tmp_path):
         else:
             assert 'Training stopped by Ctrl-C after' in text and set(os.listdir(out)) == FIGURES | {'model.keras'}
         assert not [f for f in os.listdir(out) if '.tmp' in f] if out.exists() else True
+
+
+# ─── Order and wording of what goes wrong ────────────────────────────────────────────────────────
+
+@pytest.mark.parametrize(('variable', 'value', 'message'), [
+    ('KERAS_BACKEND', 'jax', "error: KERAS_BACKEND=jax: this program runs on Keras's TensorFlow backend; unset KERAS_BACKEND"),
+    ('MPLBACKEND', 'nonsense', 'error: MPLBACKEND=nonsense: not a backend matplotlib knows; unset MPLBACKEND')])
+def test_an_environment_it_cannot_run_in_is_one_line(variable, value, message):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'cifar_cnn.py'), '--limit', '5'], check=False,
+                            capture_output=True, text=True, timeout=60, cwd=ROOT, env=os.environ | {variable: value})
+    assert (result.returncode, result.stderr, result.stdout) == (1, message + '\n', '')
+
+
+def test_a_validation_split_leaving_nothing_fails_before_any_figure(session_cifar_dir, tmp_path, capsys):
+    code = cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '10', '--validation-split', '0.999',
+                           '--figures-dir', str(tmp_path / 'f')])
+    err = capsys.readouterr().err
+    assert code == 1 and err == 'error: --validation-split 0.999 leaves no training images out of 10\n'
+    assert os.listdir(tmp_path / 'f') == []
+
+
+def test_warnings_are_held_back_when_an_error_line_follows(monkeypatch, capsys):
+    def warn_then_fail(args):
+        cifar_cnn.warnings.warn('invalid value encountered in divide', RuntimeWarning)
+        raise cifar_cnn.CifarError('photo.tif: damaged image')
+    monkeypatch.setattr(cifar_cnn, 'prepare', warn_then_fail)
+    assert cifar_cnn.main(['--data-dir', 'x']) == 1
+    assert capsys.readouterr().err == 'error: photo.tif: damaged image\n'
+
+
+def test_a_figures_folder_that_cannot_be_made_leaves_nothing_behind(tmp_path, capsys):
+    target = tmp_path / 'new' / 'deeper' / ('x' * 300)  # the last name is too long: made up to there, then fails
+    assert cifar_cnn.main(['--figures-dir', str(target), '--data-dir', str(tmp_path)]) == 1
+    assert 'cannot write figures to' in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
+def test_an_error_line_carries_the_cause_of_a_multi_line_message():
+    keras_style = ValueError('Exception encountered when calling Conv2D.call():\n\n'
+                             'Negative dimension size caused by subtracting 3 from 2\n\nArguments received: ...')
+    assert cifar_cnn.first_line(keras_style) == 'Negative dimension size caused by subtracting 3 from 2'
+    assert cifar_cnn.first_line(KeyError()) == 'KeyError'

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 from conftest import (
+    batch_bytes,
     file_utils,
     make_cifar_folder,
     make_tarball,
@@ -289,3 +290,32 @@ def test_an_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CifarError, match=r'bomb.png: claims more than 64,000,000 pixels|bomb.png: claims 100,000 x'):
         cifar_cnn.read_image(str(path))
+
+
+@pytest.mark.parametrize(('extra', 'message'), [
+    ('decoy/cifar-10-batches-py/test_batch', r"refused: 'decoy/cifar-10-batches-py/test_batch' is not one of the files"),
+    ('cifar-10-batches-py/test_batch', r"refused: it holds 'cifar-10-batches-py/test_batch' twice"),
+    ('cifar-10-batches-py/notes.txt', r"refused: 'cifar-10-batches-py/notes.txt' is not one of the files")])
+def test_a_tarball_with_duplicates_or_decoys_is_refused(tmp_path, extra, message):
+    """The last member of a name would win silently: a CIFAR-10 archive holds each of its files once."""
+    path, _ = make_tarball(str(tmp_path))
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    with tarfile.open(path, 'w:gz') as tar:
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+        info = tarfile.TarInfo(extra)
+        decoy = batch_bytes(np.zeros((24, 32, 32, 3), np.uint8), [0] * 24)
+        info.size = len(decoy)
+        tar.addfile(info, io.BytesIO(decoy))
+    refused(str(tmp_path), message)
+
+
+@pytest.mark.parametrize('protocol', range(pickle.HIGHEST_PROTOCOL + 1))
+def test_batches_pickled_with_every_protocol_load(tmp_path, protocol):
+    """Protocols 0-2 write bytes through _codecs.encode, 5 writes arrays through numpy's _frombuffer."""
+    x = np.random.default_rng(protocol).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    for labels in ([3, 1, 4, 1, 5], np.array([3, 1, 4, 1, 5])):
+        images, loaded = cifar_cnn.read_batch('data_batch_1', batch_bytes(x, labels, protocol=protocol))
+        np.testing.assert_array_equal(images, x)
+        np.testing.assert_array_equal(loaded[:, 0], [3, 1, 4, 1, 5])

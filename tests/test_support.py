@@ -140,7 +140,7 @@ def test_tensorflows_start_up_notes_are_dropped_and_nothing_else():
              'I0000 00:00:1795990596.310677    2156 cudart_stub.cc:31] Could not find cuda drivers on your machine.',
              'E0000 00:00:1795990618.761057    2191 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error']
     code = ('import os, cifar_cnn\n'
-            'with cifar_cnn.startup_notes_dropped():\n'
+            'with cifar_cnn.stderr_dropped():\n'
             f'    os.write(2, {"".join(n + chr(10) for n in notes).encode()!r} + b"a real error\\n")\n')
     result = subprocess.run([sys.executable, '-c', code], check=False, capture_output=True, text=True, cwd=ROOT,
                             timeout=60)
