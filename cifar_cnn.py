@@ -118,6 +118,7 @@ def path_name(text):
     return text
 
 
+stderr_fd = 2  # where standard error really goes, also while stderr_dropped() holds it
 if __name__ == '__main__':  # Ctrl-C while TensorFlow loads: one line, not a traceback
     signal.signal(signal.SIGINT, lambda *_: (os.write(stderr_fd, b'\nInterrupted.\n'), os._exit(130)))
     parse_args()  # --help and usage errors exit here; main(), at the bottom, reads the options again
@@ -168,7 +169,6 @@ STARTUP_NOTES = re.compile(  # what TensorFlow 2.21's C++ prints as it loads, be
        else ''))  # no NVIDIA driver here, so no GPU to find: the failed search is not an error
 
 
-stderr_fd = 2  # where standard error really goes, also while stderr_dropped() holds it
 ANY_LINE = re.compile('')
 
 
@@ -1070,7 +1070,7 @@ def to_unit_rgb(path, img):
         if img.mode in ('LA', 'PA', 'RGBA', 'RGBa') or 'transparency' in img.info:
             img = Image.alpha_composite(Image.new('RGBA', img.size, 'white'), img.convert('RGBA'))
         return np.asarray(img.convert('RGB').resize(size, Image.BILINEAR), dtype=np.float32) / 255
-    if img.mode.startswith('I;16') or (img.mode == 'I' and img.format in ('PNG', 'PPM')):  # 16-bit grey
+    if img.mode.startswith('I;16') or (img.mode == 'I' and img.format == 'PNG'):  # 16-bit grey
         white = 65535
     elif img.mode == 'F':
         white = 1.0
