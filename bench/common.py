@@ -58,3 +58,15 @@ def layer_flops(layer):
     if isinstance(layer, keras.layers.Dense):
         return 2 * layer.input.shape[-1] * layer.units
     return 0
+
+
+def best_ms(step, repeats=200):
+    """The best of 5 rounds of `repeats` calls, in ms per call: the least disturbed by a shared machine."""
+    step()
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        rounds.append((time.perf_counter() - start) / repeats * 1e3)
+    return min(rounds)

@@ -11,26 +11,13 @@ Uses cifar_cnn.py's thread settings (it imports it), so the numbers are the prog
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import layer_flops
+from common import best_ms, layer_flops
 
 import cifar_cnn
 
 keras, tf = cifar_cnn.keras, cifar_cnn.tf
-
-
-def best_ms(step, repeats=200):
-    """The best of 5 rounds of `repeats` calls, in ms per call: the least disturbed by a shared machine."""
-    step()
-    rounds = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        rounds.append((time.perf_counter() - start) / repeats * 1e3)
-    return min(rounds)
 
 
 def main():

@@ -17,9 +17,8 @@ kernel), and the whole step compiled with XLA (jit_compile) for comparison.
 import argparse
 import os
 import sys
-import time
 
-from common import ROOT, machine
+from common import ROOT, best_ms, machine
 
 sys.path.insert(0, ROOT)
 import cifar_cnn  # after the path is set
@@ -36,17 +35,6 @@ def epoch_cpu(ds):
         pass
     end = os.times()
     return end.user + end.system - start.user - start.system
-
-
-def best_ms(step, repeats=100):
-    step()
-    rounds = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        rounds.append((time.perf_counter() - start) / repeats * 1e3)
-    return min(rounds)
 
 
 def batch_norm_ms(make, shape, jit):
