@@ -156,6 +156,21 @@ def test_each_flag_changes_the_network_as_said(cifar_dir, tmp_path, variations, 
     assert all(layer.rate == 0.3 for layer in model.layers if type(layer).__name__ == 'Dropout')
 
 
+def test_fused_batch_norm_is_kerases_batch_norm():
+    """--batch-norm's layer computes with TensorFlow's fused kernel: the same outputs and moving
+    statistics as Keras's own, in training and inference, and the same saved layer."""
+    keras = cifar_cnn.keras
+    x = cifar_cnn.tf.random.stateless_normal((8, 6, 6, 4), seed=(1, 2)) * 3 + 1
+    ours, theirs = cifar_cnn.fused(keras.layers.BatchNormalization()), keras.layers.BatchNormalization()
+    for _ in range(3):
+        np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)
+    for a, b in zip(ours.weights, theirs.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), atol=1e-5)
+    assert type(ours) is keras.layers.BatchNormalization and ours.get_config() == theirs.get_config() | {
+        'name': ours.name}
+
+
 @pytest.fixture(scope='module')
 def varied(session_cifar_dir, tmp_path_factory):
     """Every flag at once, 2 epochs on the tiny data set."""
