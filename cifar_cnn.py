@@ -761,12 +761,12 @@ def read_tarball(path):
             for m in tar.getmembers():  # the checks of tarfile's 'data' filter, for every member
                 for name in (m.name, m.linkname if m.issym() or m.islnk() else ''):
                     if name.startswith(('/', '\\')) or '..' in name.replace('\\', '/').split('/'):
-                        raise CifarError(f'{path}: refused: member {m.name!r} would extract outside its folder')
+                        raise CifarError(f'{path}: refused: member {m.name[:80]!r} would extract outside its folder')
                 name = m.name.removeprefix('./').rstrip('/')
                 if name in members:
-                    raise CifarError(f'{path}: refused: it holds {m.name!r} twice')
+                    raise CifarError(f'{path}: refused: it holds {m.name[:80]!r} twice')
                 if not (m.isdir() and name == 'cifar-10-batches-py' or m.isfile() and name in TAR_FILES):
-                    raise CifarError(f'{path}: refused: {m.name!r} is not one of the files of the CIFAR-10 '
+                    raise CifarError(f'{path}: refused: {m.name[:80]!r} is not one of the files of the CIFAR-10 '
                                      'archive (cifar-10-batches-py/ and what it holds)')
                 members[name] = m
             batches = []
