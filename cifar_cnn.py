@@ -424,18 +424,18 @@ def predict_files(model, paths):
     EVAL_BATCH_SIZE images at a time. Returns how many files could not be read."""
     failed = 0
     for start in range(0, len(paths), EVAL_BATCH_SIZE):
-        read = {}
+        read = []  # (path, pixels): a file named twice is answered twice
         for path in paths[start:start + EVAL_BATCH_SIZE]:
             try:
-                read[path] = read_image(path)
+                read.append((path, read_image(path)))
             except CifarError as e:
                 print(f'error: {e}', file=sys.stderr)
                 failed += 1
         if not read:
             continue
-        logits = model.predict_on_batch(np.stack(list(read.values())))
+        logits = model.predict_on_batch(np.stack([pixels for _, pixels in read]))
         probs = keras.ops.convert_to_numpy(keras.ops.softmax(keras.ops.cast(logits, 'float32')))
-        for path, p in zip(read, probs):
+        for (path, _), p in zip(read, probs):
             print(f'{path}: ' + ', '.join(f'{CLASSES[i]} {p[i]:.2f}' for i in np.argsort(p)[::-1][:3]))
     return failed
 
@@ -973,8 +973,8 @@ def matching_variations(config, label):
         raise CifarError(f'{label}: refused: config.json holds no Sequential model, which --save-model writes')
     if len(saved) > MAX_LAYERS:
         raise CifarError(f'{label}: refused: {len(saved):,} layers; --save-model writes at most {MAX_LAYERS}')
-    rates = [layer.get('config', {}).get('rate') for layer in saved if layer.get('class_name') == 'Dropout']
-    rate = rates[0] if rates else 0.0
+    rates = [layer.get('config') for layer in saved if layer.get('class_name') == 'Dropout']
+    rate = (rates[0].get('rate') if isinstance(rates[0], dict) else rates[0]) if rates else 0.0
     if not (type(rate) is float and 0 <= rate < 1):
         raise CifarError(f'{label}: refused: a dropout rate of {str(rate)[:20]}')
     variations = Variations(batch_norm=any(layer.get('class_name') == 'BatchNormalization' for layer in saved),
@@ -1129,7 +1129,7 @@ def flip_and_shift(images):
 def fused(batch_norm):
     """A keras.layers.BatchNormalization that computes with TensorFlow's fused kernel, one op forward
     and one back. Keras 3 computes the moments and the normalisation op by op, which on a CPU takes
-    three times as long (bench/README.md). Same numbers, same moving statistics; the layer, and what
+    two and a half times as long (bench/README.md). Same numbers, same moving statistics; the layer, and what
     --save-model writes, stay Keras's own."""
     def call(inputs, training=None, mask=None):
         if not (training and batch_norm.trainable):

@@ -297,6 +297,8 @@ def other_model(saved_model, path):
     (lambda saved, path: zipfile.ZipFile(path, 'w').close() or str(path),
      r'not a model saved by --save-model \(holds nothing\)$'),
     (foreign_class, r'refused: layer 2 is antigravity.Conv2D, not the Conv2D that --save-model writes there'),
+    (lambda saved, path: edit_config(saved, path, 1, {'class_name': 'Dropout', 'config': []}),
+     r'refused: a dropout rate of \[\]$'),
     (other_model, r'refused: layer 1 is keras.layers.InputLayer, not the InputLayer .* or not with its settings$'),
     (lambda saved, path: keras_made(path, [cifar_cnn.keras.layers.Dense(10) for _ in range(400)]),
      r'refused: 401 layers; --save-model writes at most 16$'),
@@ -317,6 +319,13 @@ def test_load_model_refuses_what_save_model_did_not_write(saved_model, tmp_path,
     path = make(saved_model, tmp_path / 'bad.keras')
     with pytest.raises(CifarError, match=rf'^--load-model {re.escape(path)}: {message}'):
         cifar_cnn.load_model(path)
+
+
+def edit_config(saved_model, path, index, layer):
+    """The saved model with config.json's layer `index` replaced by `layer`."""
+    config = json.loads(zipfile.ZipFile(saved_model).read('config.json'))
+    config['config']['layers'][index] = layer
+    return rezip(saved_model, path, **{'config.json': json.dumps(config)})
 
 
 def keras_made(path, stack, built=True):
@@ -373,11 +382,12 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
     monkeypatch.setattr(trained.model, 'predict_on_batch', lambda x, f=trained.model.predict_on_batch: calls.append(
         len(x)) or f(x))
     failed = cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
-                                                     str(big_jpeg)])
-    assert failed == 2 and calls == [2]  # the images that could be read, in one batch
+                                                     str(big_jpeg), str(exact)])
+    assert failed == 2 and calls == [3]  # the images that could be read, in one batch; one named twice
     out, err = capsys.readouterr()
     probs = trained.model.predict(img[np.newaxis] / np.float32(255), verbose=0)[0]
     assert out.startswith(f'{exact}: {cifar_cnn.CLASSES[int(np.argmax(probs))]} ')
+    assert [line.split(': ')[0] for line in out.splitlines()] == [str(exact), str(big_jpeg), str(exact)]
     for line in out.splitlines():
         top = [(name, float(p)) for name, p in (item.split() for item in line.split(': ', 1)[1].split(', '))]
         assert len(top) == 3 and all(name in cifar_cnn.CLASSES for name, _ in top)
