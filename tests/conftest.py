@@ -1,15 +1,23 @@
 """Tiny synthetic CIFAR-10 data in the real `cifar-10-batches-py` format, and shared fixtures."""
 
+import contextlib
 import importlib
+import io
 import os
 import pickle
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import urllib.error
 
 import matplotlib
 import numpy as np
 import pytest
+from PIL import Image
 
 matplotlib.use('Agg')  # tests never open windows
 
@@ -20,6 +28,8 @@ file_utils = importlib.import_module('keras.src.utils.file_utils')  # keras.util
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
 TEST_IMAGES = 24
+FIGURES = {'25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
+           'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png'}
 
 
 def batch_bytes(images, labels, protocol=4):
@@ -82,10 +92,12 @@ def use_keras_home(monkeypatch, home):
 
 @pytest.fixture(autouse=True)
 def restore_dtype_policy():
-    """main() sets Keras's global dtype policy (mixed_bfloat16 on a CPU with native bf16): undo it."""
+    """main() sets Keras's global dtype policy (mixed_bfloat16 on a CPU with native bf16): undo it. And no
+    figure a test leaves open is drawn on by the next."""
     policy = cifar_cnn.keras.mixed_precision.global_policy()
     yield
     cifar_cnn.keras.mixed_precision.set_global_policy(policy)
+    cifar_cnn.plt.close('all')
 
 
 @pytest.fixture
@@ -104,13 +116,16 @@ def session_cifar_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def trained(session_cifar_dir, tmp_path_factory):
-    """A CifarCNN that ran the post's steps up to training (2 epochs) on the tiny data set."""
+    """A CifarCNN that ran the post's steps up to make_prediction (2 epochs) on the tiny data set."""
     cifar_cnn.keras.utils.set_random_seed(0)
     figures = str(tmp_path_factory.mktemp('figures'))
     cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir=figures, epochs=2, batch_size=8)
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
-    cnn.history = cnn.train_model()
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        cnn.history = cnn.train_model()
+    cnn.training_output = printed.getvalue()  # for tests/test_steps.py
+    cnn.make_prediction()
     return cnn
 
 
@@ -120,3 +135,156 @@ def saved_model(trained, tmp_path_factory):
     path = str(tmp_path_factory.mktemp('model') / 'model.keras')
     cifar_cnn.save_model(trained.model, path)
     return path
+
+
+# ─── The order of the files, and the processes that start with the session ───────────────────────
+
+ORDER = ['test_steps', 'test_beyond', 'test_data', 'test_support', 'test_fuzz', 'test_follow_along', 'test_cli',
+         'test_real_data']  # as cifar_cnn.py reads: the post's steps, beyond them, the plumbing, the command line
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: ORDER.index(item.module.__name__) if item.module.__name__ in ORDER else len(ORDER))
+
+
+PROGRAM = [sys.executable, os.path.join(ROOT, 'cifar_cnn.py')]
+TINY = ['--limit', '5', '--epochs', '2', '--batch-size', '8', '--seed', '7']  # 1 step an epoch, every figure
+# Runs stopped by signals: ([(after this in the output (None: 1.5 s in, as TensorFlow loads), this signal), ...],
+# the exit status, the last line). Ctrl-C in training stops training; the run goes on with what was learnt.
+SIGNALS = {
+    'TensorFlow loading': ([(None, signal.SIGINT)], 130, 'Interrupted.'),
+    'data loading': ([('Precision:', signal.SIGTERM)], 143, 'Terminated.'),
+    'training, then prediction': ([('Epoch 3/', signal.SIGINT), ('predictions.png', signal.SIGINT)], 130,
+                                  'Interrupted.'),
+    'training, Ctrl-C twice': ([('Epoch 3/', signal.SIGINT), ('Epoch 3/', signal.SIGINT)], 130, 'Interrupted.'),
+    'training, the terminal closed': ([('Epoch 3/', signal.SIGHUP)], 129, 'Hung up.'),
+    'saving': ([('Epoch times', signal.SIGTERM)], 143, 'Terminated.')}
+
+
+class Run:
+    """A process of cifar_cnn.py with its own TMPDIR, its output read as it comes; with head=True, only the
+    first line of its standard output, after which the pipe is closed, as `| head -1` does. It runs niced:
+    the tests of this process go first, and it takes what CPU they leave."""
+
+    def __init__(self, args, folder, stdout=subprocess.PIPE, env=(), shell=None, head=False):
+        self.folder, self.tmp, self.output, self.result = folder, folder / 'tmp', [], None
+        self.tmp.mkdir(parents=True)
+        command = ['sh', '-c', f'exec "$@" {shell}', 'sh', *PROGRAM, *args] if shell else [*PROGRAM, *args]
+        self.proc = subprocess.Popen(['nice', '-n', '10', *command], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                     cwd=ROOT, env=os.environ | {'TMPDIR': str(self.tmp), 'PYTHONUNBUFFERED': '1', **dict(env)})
+        self.errors = []  # stderr's lines alone, in their order (in output, they interleave with stdout's)
+        streams = [self.proc.stderr] if head else [s for s in (self.proc.stdout, self.proc.stderr) if s is not None]
+        self.readers = [threading.Thread(target=self.read, args=(stream,), daemon=True) for stream in streams]
+        if head:
+            self.readers.append(threading.Thread(target=self.read_first_line_only, daemon=True))
+        for reader in self.readers:
+            reader.start()
+
+    def read(self, stream):
+        for line in stream:
+            self.output.append(line)
+            if stream is self.proc.stderr:
+                self.errors.append(line)
+
+    def read_first_line_only(self):
+        self.first_line = self.proc.stdout.readline()
+        self.proc.stdout.close()
+
+    def wait(self):
+        """(exit status, stdout and stderr as they came)."""
+        if self.result is None:
+            code = self.proc.wait(timeout=300)
+            for reader in self.readers:
+                reader.join(timeout=10)
+            self.result = code, ''.join(self.output)
+        return self.result
+
+
+def send_signals(runs):
+    """Sends each run its signals, each as its mark appears in the run's output (SIGNALS)."""
+    pending, start = {phase: list(SIGNALS[phase][0]) for phase in runs}, time.time()
+    while pending and time.time() < start + 300:
+        for phase, steps in list(pending.items()):
+            run, (mark, signum) = runs[phase], steps[0]
+            if mark in ''.join(run.output) if mark else time.time() > start + 1.5:
+                run.proc.send_signal(signum)
+                steps.pop(0)
+                time.sleep(0.3)
+            if not steps or run.proc.poll() is not None:  # done, or it ended before its mark: its test says how
+                del pending[phase]
+        time.sleep(0.05)
+
+
+def start_cli_runs(base, cifar_dir, saved_model):
+    """The processes of tests/test_cli.py: {name: Run}."""
+    photo = base / 'photo.jpg'
+    Image.new('RGB', (640, 480), (200, 30, 30)).save(photo)
+    predict = ['--load-model', saved_model, '--predict', str(photo), str(photo)]
+    runs = {'full': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'full' / 'figures'),
+                         '--save-model', str(base / 'full' / 'model.keras')], base / 'full'),
+            'predict': Run([*predict, str(base / 'nope.png')], base / 'predict'),
+            'head -1': Run(predict, base / 'head', head=True),
+            'training | head -1': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'training-head')],
+                                      base / 'training-head', head=True),
+            '> /dev/full': Run(predict, base / 'full-disk', stdout=None, shell='> /dev/full'),
+            '>&-': Run(predict, base / 'closed', stdout=None, shell='>&-'),
+            'KERAS_BACKEND': Run(['--limit', '5'], base / 'keras', env={'KERAS_BACKEND': 'jax'}),
+            'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'})}
+    for phase in SIGNALS:
+        out = base / phase.replace(' ', '-').replace(',', '')
+        runs[phase] = Run(['--data-dir', cifar_dir, '--limit', '8', '--batch-size', '8', '--epochs',
+                           '10000' if 'training' in phase else '3', '--figures-dir', str(out), '--save-model',
+                           str(out / 'model.keras')], out)
+    threading.Thread(target=send_signals, args=({phase: runs[phase] for phase in SIGNALS},), daemon=True).start()
+    return runs
+
+
+def start_notebook(folder, cells):
+    """Runs `cells` in a real Jupyter kernel started in `folder`, in a thread: (notebook, thread). The kernel
+    runs niced, as the processes of cifar_cnn.py do, so that the tests of this process go first."""
+    import nbformat
+    from nbclient import NotebookClient
+    cells = ['import os\n_ = os.nice(10)', *cells]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    client = NotebookClient(nb, timeout=300, kernel_name='python3', allow_errors=True,
+                            resources={'metadata': {'path': str(folder)}})
+    thread = threading.Thread(target=client.execute, daemon=True)
+    thread.start()
+    return nb, thread
+
+
+@pytest.fixture(scope='session')
+def background(request, tmp_path_factory):
+    """The suite's slow processes, started together before the first test so that they run beside the tests
+    of this process: test_follow_along's Jupyter kernel, and test_cli's runs of the program."""
+    modules = {item.module.__name__ for item in request.session.items}
+    started = {}
+    if 'test_follow_along' in modules:
+        from test_follow_along import notebook_cells
+        folder = tmp_path_factory.mktemp('notebook')
+        cells = notebook_cells(request.getfixturevalue('session_cifar_dir'))
+        started['notebook'] = (*start_notebook(folder, cells), folder, files_under(ROOT))
+    if 'test_cli' in modules:
+        started['cli'] = start_cli_runs(tmp_path_factory.mktemp('runs'), request.getfixturevalue('session_cifar_dir'),
+                                        request.getfixturevalue('saved_model'))
+    yield started
+    for run in started.get('cli', {}).values():
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def slow_processes_start_with_the_session(background):
+    pass
+
+
+def files_under(folder):
+    """Every file under `folder` with its size and modification time, leaving out caches and .git."""
+    skip = {'.git', '.venv', '__pycache__', '.pytest_cache', '.ruff_cache', '.hypothesis'}
+    found = {}
+    for parent, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if f not in skip]
+        for name in files:
+            info = os.stat(os.path.join(parent, name))
+            found[os.path.join(parent, name)] = (info.st_size, info.st_mtime_ns)
+    return found

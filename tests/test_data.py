@@ -87,7 +87,7 @@ def keras_sized_archive(tmp_path_factory):
     for i, name in enumerate(cifar_cnn.BATCH_FILES):
         part = slice(i * 10_000, (i + 1) * 10_000 if i < 5 else None)
         write_batch(str(folder / name), x[part], y[part])
-    with tarfile.open(parent / 'cifar-10-python.tar.gz', 'w:gz') as t:
+    with tarfile.open(parent / 'cifar-10-python.tar.gz', 'w:gz', compresslevel=1) as t:
         t.add(folder, arcname='cifar-10-batches-py')
     return parent / 'cifar-10-python.tar.gz', (x[:50_000], y[:50_000], x[50_000:], y[50_000:])
 
@@ -97,10 +97,8 @@ def test_without_data_dir_it_is_kerases_loader_and_cache(keras_cache, keras_size
     serve(monkeypatch, archive)
     for limit in (None, 7):  # the second time from Keras's cache: no download
         (train_imgs, train_labels), (test_imgs, test_labels) = load_cifar10(None, limit)
-        np.testing.assert_array_equal(train_imgs, x_train[:limit])
-        np.testing.assert_array_equal(train_labels[:, 0], y_train[:limit])
-        np.testing.assert_array_equal(test_imgs, x_test[:limit])
-        np.testing.assert_array_equal(test_labels[:, 0], y_test[:limit])
+        assert np.array_equal(train_imgs, x_train[:limit]) and np.array_equal(train_labels[:, 0], y_train[:limit])
+        assert np.array_equal(test_imgs, x_test[:limit]) and np.array_equal(test_labels[:, 0], y_test[:limit])
         assert os.path.isfile(keras_cache / 'cifar-10-batches-py-target_archive')
         monkeypatch.setattr(file_utils, 'urlretrieve', None)
 
@@ -137,6 +135,15 @@ def test_a_damaged_cache_says_to_delete_it(keras_cache, tmp_path, monkeypatch, d
                                          r'delete .*datasets/cifar-10-batches-py-target\* and run again$'):
         load_cifar10(None)
     assert not (tmp_path / 'pwned').exists()
+
+
+def test_keras_home_that_is_a_file_is_named(tmp_path, monkeypatch):
+    home = tmp_path / 'keras-home'
+    home.write_text('not a folder')
+    monkeypatch.setenv('KERAS_HOME', str(home))
+    with pytest.raises(CifarError, match=rf'^KERAS_HOME={home}: is a file, not a folder .*point KERAS_HOME at a '
+                                         'folder, or unset it$'):
+        load_cifar10(None)
 
 
 # ─── What --data-dir refuses ─────────────────────────────────────────────────────────────────────
@@ -201,6 +208,15 @@ def test_pickle_payload_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+def test_an_array_type_numpy_would_crash_on_is_refused(tmp_path):
+    """numpy's own unpickling of dtype('M8') given a plain number's state kills the interpreter (a
+    segmentation fault); only plain number types, in their own state, get past the stand-in."""
+    folder, _ = make_cifar_folder(str(tmp_path))
+    crash = pickle.dumps(np.dtype('u1'), protocol=2).replace(b'u1', b'M8').replace(b'|', b'<')  # 100 bytes
+    (tmp_path / 'cifar-10-batches-py' / 'test_batch').write_bytes(crash)
+    refused(folder, r'test_batch: damaged or not a CIFAR-10 batch file \(an array type that is not a plain number\)')
+
+
 def test_an_array_claiming_a_huge_size_is_refused_before_it_is_allocated(tmp_path):
     """numpy pickles rebuild an array as _reconstruct(ndarray, (0,), b'b') and then fill it: this
     one claims (10**12,) up front, which would allocate a terabyte, so anything but (0,) is refused."""
@@ -222,7 +238,7 @@ def test_a_tar_member_outside_its_folder_is_refused(tmp_path, member):
         info.size = 3
         dst.addfile(info, io.BytesIO(b'hi\n'))
     os.replace(evil, path)
-    refused(str(tmp_path), rf"refused: member '{member}' would extract outside its folder")
+    refused(str(tmp_path), rf"refused: '{member}' is not one of the files of the CIFAR-10 archive")
 
 
 def test_a_tarball_that_unpacks_too_big_is_refused(tmp_path, monkeypatch):
@@ -288,7 +304,7 @@ def test_an_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
     data[16:24] = (100_000).to_bytes(4, 'big') * 2  # the IHDR chunk now claims 100,000 x 100,000
     data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, 'big')  # with a checksum to match
     path.write_bytes(bytes(data))
-    with pytest.raises(CifarError, match=r'bomb.png: claims more than 64,000,000 pixels|bomb.png: claims 100,000 x'):
+    with pytest.raises(CifarError, match=r'bomb.png: claims more than [\d,]+ pixels$'):
         cifar_cnn.read_image(str(path))
 
 

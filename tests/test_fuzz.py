@@ -331,14 +331,14 @@ STACKS = 12 if CASES <= 1000 else CASES // 100
 
 def weights_edit(rng, h5_bytes):
     """One edit of the HDF5 inside a .keras file, through h5py: a weight's shape, dtype, chunks,
-    compression, fill value or storage; an attribute; an extra or missing group."""
+    compression, fill value, storage or values; an attribute; an extra or missing group."""
     buffer = io.BytesIO(h5_bytes)
     with h5py.File(buffer, 'a') as f:
         paths = []
         f['layers'].visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
         where = rng.choice(paths)
         old = f['layers'][where]
-        edit = rng.choice(['shape', 'dtype', 'chunks', 'fill', 'attribute', 'extra', 'missing', 'group'])
+        edit = rng.choice(['shape', 'dtype', 'chunks', 'fill', 'attribute', 'extra', 'missing', 'group', 'values'])
         if edit == 'attribute':
             old.attrs[rng.choice(['name', 'x'])] = rng.choice([np.zeros(1000), 'x' * 1000, 3])
             return _closed(f, buffer)
@@ -353,7 +353,9 @@ def weights_edit(rng, h5_bytes):
             f['layers'].create_group(where)
             return _closed(f, buffer)
         kwargs = {'shape': shape, 'dtype': 'f4'}
-        if edit == 'shape':
+        if edit == 'values':  # numbers training would not write there: a negative variance, huge, NaN
+            kwargs = {'data': (data * rng.choice([-1.0, 0.0, 1e30, -1e30, np.nan])).astype('f4')}
+        elif edit == 'shape':
             kwargs['shape'] = rng.choice([(10**9,), (2**31, 2), (), (0,), shape[::-1], (*shape, 1)])
             kwargs['chunks'] = True if kwargs['shape'] not in ((), (0,)) else None
         elif edit == 'dtype':
@@ -440,8 +442,8 @@ def test_batch_contents_of_every_type_and_shape(entries, protocol):
     assert labels_.dtype == np.uint8 and labels_.shape == (len(images), 1) and (labels_ <= 9).all()
 
 
-OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(['0', '1', '-1', '1e3', 'nan', 'inf', '0.5', '4096',
-                                                                 str(2**32), 'x.keras', '']))
+OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(['0', '1', '-1', '1e3', 'nan', 'inf', '0.5', '4096', '10001',
+                                                                 '50001', str(2**32), 'x.keras', '', 'x' * 5000]))
 OPTIONS = ['--epochs', '--batch-size', '--seed', '--data-dir', '--figures-dir', '--limit', '--precision',
            '--save-model', '--load-model', '--predict', '--dropout', '--validation-split', '--tensorboard']
 FLAGS = ['--show', '--augment', '--batch-norm', '--cosine-decay']
@@ -459,10 +461,11 @@ def test_options(pairs):
     except SystemExit as e:
         assert e.code == 2 and 'error:' in err.getvalue()
         return
-    assert args.epochs >= 1 and 1 <= args.batch_size <= 4096 and args.precision in ('auto', 'float32', 'mixed')
-    assert args.dropout is None or 0 < args.dropout < 1
-    assert args.validation_split is None or 0 < args.validation_split < 1
+    assert 1 <= args.epochs <= 10_000 and 1 <= args.batch_size <= 4096 and args.precision in ('auto', 'float32', 'mixed')
+    assert args.limit is None or 1 <= args.limit <= 50_000
+    assert args.dropout is None or 0 <= args.dropout < 1
+    assert args.validation_split is None or 0 <= args.validation_split < 1
     assert args.seed is None or 0 <= args.seed < 2**32
     assert not (args.load_model and (args.save_model or args.augment))
     for path in (args.data_dir, args.figures_dir, args.save_model, args.load_model, args.tensorboard):
-        assert path is None or (path and '\0' not in path)
+        assert path is None or (0 < len(path) <= 4096 and '\0' not in path)

@@ -20,15 +20,15 @@ def test_real_data_shapes_and_first_labels():
     assert np.bincount(y_test[:, 0]).tolist() == [1000] * 10
 
 
-def test_one_epoch_on_5000_images_beats_chance(tmp_path):
+def test_one_epoch_on_5000_images_beats_chance():
     """1 epoch on the first 5,000 images at the default batch size; chance is 0.1. Measured on the
     local copy, seeds 0-3 give 0.307, 0.309, 0.330, 0.346 in float32 and 0.310, 0.300, 0.347, 0.349
     in mixed_bfloat16 (what `auto` picks on a CPU with avx512_bf16): the seed is fixed at 3 so that
     the test checks learning, not luck (a result below 0.3 here means the model stopped learning)."""
     cifar_cnn.keras.utils.set_random_seed(3)
-    cnn = cifar_cnn.CifarCNN(data_dir=DATA_DIR, figures_dir=str(tmp_path), epochs=1, limit=5000)
+    cnn = cifar_cnn.CifarCNN(data_dir=DATA_DIR, epochs=1, limit=5000)
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
     cnn.history = cnn.train_model()
-    _, accuracy = cnn.evaluate_model()
+    _, accuracy = cnn.model.evaluate(cnn.test_ds, verbose=0)
     assert accuracy > 0.3

@@ -1,19 +1,22 @@
-"""The post's steps, one test per method of `CifarCNN`, in the post's order, on tiny synthetic data."""
+"""The post's steps, one test per method of `CifarCNN`, in the post's order, on tiny synthetic data; then
+a learner's mistakes with them: arguments out of range and steps called too early."""
 
 import os
 import re
 import warnings
 
 import numpy as np
+import pytest
 
 import cifar_cnn
+from cifar_cnn import CifarError, Variations
 
 
 def test_init_loads_cifar10_and_keeps_the_posts_names(cifar_dir):
     cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, limit=30)
     assert cnn.classes == ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
     (x_train, y_train), (x_test, y_test) = cifar_cnn.load_cifar10(cifar_dir)
-    np.testing.assert_array_equal(cnn.train_imgs, x_train[:30])  # --limit: the first N of each
+    np.testing.assert_array_equal(cnn.train_imgs, x_train[:30])  # limit: the first N of each
     np.testing.assert_array_equal(cnn.train_labels, y_train[:30])
     np.testing.assert_array_equal(cnn.test_imgs, x_test[:24])
     np.testing.assert_array_equal(cnn.test_labels, y_test[:24])
@@ -23,7 +26,7 @@ def test_init_loads_cifar10_and_keeps_the_posts_names(cifar_dir):
 
 def test_explore_data_prints_and_draws(cifar_dir, tmp_path, capsys):
     cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path))
-    cnn.explore_data()
+    assert cnn.explore_data() is None  # nothing for Jupyter to print under the figure
     out = capsys.readouterr().out
     for line in ['40 training examples ...', 'Training image shape: (32, 32, 3)',
                  "Training labels type: <class 'numpy.ndarray'>", '24 test examples ...',
@@ -70,25 +73,25 @@ def test_build_model_is_the_posts_network(cifar_dir, tmp_path, capsys):
     assert model.loss.from_logits is True
 
 
-def test_train_model_returns_the_history_and_prints_epoch_times(cifar_dir, tmp_path, capsys):
-    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), epochs=2, batch_size=8)
-    cnn.preprocess_data()
-    cnn.model = cnn.build_model()
-    history = cnn.train_model()
+def test_train_model_returns_the_history_and_prints_epoch_times(trained):
+    history = trained.history  # what train_model() returned, 2 epochs
     assert history.history.keys() == {'accuracy', 'loss', 'val_accuracy', 'val_loss'}
     assert history.epoch == [0, 1] and len(history.history['val_accuracy']) == 2
-    times = re.search(r'^Epoch times \(s\): (\d+\.\d), (\d+\.\d); mean (\d+\.\d) s/epoch$',
-                      capsys.readouterr().out, re.MULTILINE)
+    times = re.search(r'^Epoch times \(s\): (\d+\.\d), (\d+\.\d); mean (\d+\.\d) s/epoch$', trained.training_output,
+                      re.MULTILINE)
     assert times and float(times.group(3)) > 0
 
 
 def test_evaluate_model_prints_and_plots_the_whole_history(trained, capsys, monkeypatch):
+    cifar_cnn.plt.figure()
+    cifar_cnn.plt.xticks(range(10))  # a figure left open, with fixed ticks: evaluate_model draws a new one
     limits = []
     original_ylim = cifar_cnn.plt.ylim
     monkeypatch.setattr(cifar_cnn.plt, 'ylim', lambda lim: limits.append(lim) or original_ylim(lim))
-    loss, acc = trained.evaluate_model()
+    assert trained.evaluate_model() is None
+    loss, accuracy = trained.model.evaluate(trained.test_ds, verbose=0)
     out = capsys.readouterr().out
-    assert f'Loss: {loss}' in out and f'Accuracy: {acc}' in out and 0.0 <= acc <= 1.0
+    assert f'Loss: {loss}' in out and f'Accuracy: {accuracy}' in out and 0.0 <= accuracy <= 1.0
     assert os.path.getsize(os.path.join(trained.figures_dir, 'history.png')) > 5_000
     lowest = min(trained.history.history['accuracy'] + trained.history.history['val_accuracy'])
     assert lowest < 0.5 and limits == [[np.floor(lowest * 10) / 10, 1]]  # the post's [0.5, 1] would hide it
@@ -117,10 +120,94 @@ def test_plot_predictions_colours_bars(trained):
     cifar_cnn.plt.close(fig)
 
 
-def test_make_prediction_returns_probabilities_and_draws_15(trained):
-    predictions = trained.make_prediction()
+def test_make_prediction_keeps_probabilities_and_draws_15(trained):
+    assert trained.make_prediction() is None
+    predictions = trained.predictions
     assert predictions.shape == (24, 10) and predictions.dtype == np.float32
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
     logits = trained.model.predict(trained.test_imgs[:3] / np.float32(255), verbose=0).astype(np.float32)
     np.testing.assert_array_equal(predictions[:3].argmax(axis=1), logits.argmax(axis=1))
     assert os.path.getsize(os.path.join(trained.figures_dir, 'predictions.png')) > 10_000
+
+
+# ─── A learner's mistakes: one line that says what to do next ────────────────────────────────────
+
+BAD_ARGUMENTS = [  # (name, value, what CifarCNN or Variations says; the command line says the same)
+    ('epochs', 0, 'must be a whole number from 1 to 10,000'), ('epochs', 10_001, 'from 1 to 10,000'),
+    ('epochs', 2.5, 'whole number'), ('epochs', True, 'whole number'), ('epochs', None, 'must be given'),
+    ('batch_size', 0, 'from 1 to 4,096'), ('batch_size', 4097, 'from 1 to 4,096'),
+    ('limit', -5, 'from 1 to 50,000'), ('limit', 0, 'from 1 to 50,000'), ('limit', 50_001, 'from 1 to 50,000'),
+    ('data_dir', '', 'must be a file or folder name'), ('figures_dir', 'a\0b', 'must be a file or folder name'),
+    ('figures_dir', 5, 'must be a file or folder name'), ('show', 'yes', 'must be True or False'),
+    ('variations', 'augment', r'must be Variations\(...\)'),
+    ('dropout', 1.5, 'from 0 \\(off\\) up to, not including, 1'), ('dropout', float('nan'), 'up to, not including'),
+    ('validation_split', -0.5, 'up to, not including, 1'), ('validation_split', 1.0, 'up to, not including, 1'),
+    ('augment', 'yes', 'must be True or False'), ('tensorboard', '', 'must be a file or folder name')]
+VARIATIONS = {field.name for field in cifar_cnn.dataclasses.fields(Variations)}
+
+
+@pytest.mark.parametrize(('name', 'value', 'message'), BAD_ARGUMENTS)
+def test_an_argument_out_of_range_is_one_line_before_anything_loads(name, value, message):
+    """Checked as the command line checks its options, before the data set is looked for (here: none)."""
+    make = Variations if name in VARIATIONS else cifar_cnn.CifarCNN
+    with pytest.raises(CifarError, match=rf'^{name}={re.escape(repr(value))}: .*{message}'):
+        make(**{name: value}) if make is Variations else make(**{'data_dir': '/nonexistent', name: value})
+
+
+OPTIONS_WITH_VALUES = {'epochs', 'batch_size', 'limit', 'data_dir', 'figures_dir', 'dropout', 'validation_split',
+                       'tensorboard'}
+
+
+@pytest.mark.parametrize(('name', 'value', 'message'), [
+    (name, value, message) for name, value, message in BAD_ARGUMENTS
+    if name in OPTIONS_WITH_VALUES and value is not None and (isinstance(value, str) or name not in cifar_cnn.OPTIONAL)])
+def test_the_command_line_follows_the_same_rules(name, value, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cifar_cnn.parse_args([f'--{name.replace("_", "-")}', str(value)])
+    assert stopped.value.code == 2 and re.search(f'argument --{name.replace("_", "-")}: .*{message}',
+                                                 capsys.readouterr().err)
+
+
+STEPS_FIRST = {  # each step, and what an earlier step must have made (as CifarCNN.needs checks it)
+    'train_model': ['test_ds', 'model'], 'evaluate_model': ['test_ds', 'model', 'history'],
+    'make_prediction': ['test_ds', 'model'], 'confusion_matrix': ['predictions'],
+    'plot_confusion_matrix': ['predictions'], 'mistakes': ['predictions'], 'plot_mistakes': ['predictions'],
+    'filters': ['model'], 'plot_filters': ['model'], 'feature_maps': ['model'], 'plot_feature_maps': ['model'],
+    'plot_grad_cam': ['model']}
+MADE_BY = {'test_ds': r'the data prepared: cnn\.preprocess_data\(\)',
+           'model': r'a model: cnn\.model = cnn\.build_model\(\)',
+           'history': r'the history train_model\(\) returns: cnn\.history = cnn\.train_model\(\)',
+           'predictions': r"the model's predictions: cnn\.make_prediction\(\)"}
+
+
+@pytest.mark.parametrize(('step', 'missing', 'instead'), [
+    (step, made, instead) for step, needs in STEPS_FIRST.items() for made in needs for instead in ('none', 'the method')
+    if (made, instead) != ('history', 'none')])  # no history: a loaded model, whose evaluate_model() plots none
+def test_a_step_called_before_the_one_it_needs_says_which(trained, monkeypatch, step, missing, instead):
+    """Every step with each earlier step missing (or its result the method itself, the brackets forgotten:
+    cnn.model = cnn.build_model): one line naming the step to run first, in the post's words."""
+    monkeypatch.setattr(trained, missing, None if instead == 'none' else trained.build_model)
+    with pytest.raises(CifarError, match=rf'^{step}\(\) needs {MADE_BY[missing]} first$'):
+        getattr(trained, step)()
+
+
+@pytest.mark.parametrize(('call', 'message'), [
+    (lambda cnn: cnn.plot_img([0.5, 0.5], 1, cnn.test_imgs[0]), r'^prediction must be 10 probabilities'),
+    (lambda cnn: cnn.plot_img(cnn.predictions[0], 10, cnn.test_imgs[0]), r'^actual_label=10: .* 0 to 9$'),
+    (lambda cnn: cnn.plot_img(cnn.predictions[0], 1, np.zeros(5)), r'^img must be a picture'),
+    (lambda cnn: cnn.plot_predictions(cnn.predictions[0], -1), r'^actual_label=-1: .* 0 to 9$'),
+    (lambda cnn: cnn.plot_predictions('cat', 3), r'^prediction must be 10 probabilities'),
+    (lambda cnn: cnn.plot_feature_maps(index=-1), r'^index=-1: must be a whole number from 0 to 23$'),
+    (lambda cnn: cnn.feature_maps(24), r'^index=24: must be a whole number from 0 to 23$'),
+    (lambda cnn: cnn.plot_feature_maps(channels=0), r'^channels=0: must be a whole number from 1 to 32$'),
+    (lambda cnn: cnn.plot_grad_cam(count=0), r'^count=0: must be a whole number from 1 to 50$'),
+    (lambda cnn: cnn.grad_cam(cnn.test_imgs[0]), r'imgs must be images of shape \(N, 32, 32, 3\)')])
+def test_a_plotting_steps_own_argument_out_of_range_is_one_line(trained, call, message):
+    with pytest.raises(CifarError, match=message):
+        call(trained)
+
+
+def test_a_mistake_is_one_line_in_jupyter_too():
+    """IPython shows an exception's _render_traceback_() instead of a traceback."""
+    error = CifarError('train_model() needs a model: cnn.model = cnn.build_model() first')
+    assert error._render_traceback_() == ['CifarError: train_model() needs a model: cnn.model = cnn.build_model() first']

@@ -1,7 +1,8 @@
-"""The plumbing under the post's methods: Ctrl-C during training, atomic writes, signals,
-precision and thread settings."""
+"""The plumbing under the post's methods: Ctrl-C during training, writing files (atomically, through links,
+under any legal name, never littering), signals, precision, thread settings and a quiet start."""
 
-import ctypes.util
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -15,9 +16,13 @@ import cifar_cnn
 from cifar_cnn import CifarError
 
 
-def test_ctrl_c_in_training_keeps_the_finished_epochs(cifar_dir, tmp_path, capsys):
-    """Ctrl-C arriving in epoch 3: epochs 1-2 are kept, training ends, the model stays usable."""
-    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), epochs=50, batch_size=8)
+@pytest.fixture(scope='module')
+def stopped_in_epoch_3(session_cifar_dir):
+    """A model trained in mixed precision (what --precision mixed, or auto on a CPU with native bfloat16,
+    runs) for up to 50 epochs, Ctrl-C arriving in the third: (cnn, what training printed)."""
+    policy = cifar_cnn.keras.mixed_precision.global_policy()
+    cifar_cnn.keras.mixed_precision.set_global_policy('mixed_bfloat16')
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, epochs=50, batch_size=8)
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
 
@@ -26,9 +31,17 @@ def test_ctrl_c_in_training_keeps_the_finished_epochs(cifar_dir, tmp_path, capsy
             if epoch == 2:
                 signal.raise_signal(signal.SIGINT)
     cnn.callbacks = lambda: [CtrlCInEpoch3(), *cifar_cnn.CifarCNN.callbacks(cnn)]
-    history = cnn.train_model()
-    assert len(history.history['accuracy']) == 2 and history.epoch == [0, 1]
-    out = capsys.readouterr().out
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        cnn.history = cnn.train_model()
+        cnn.make_prediction()
+    cifar_cnn.keras.mixed_precision.set_global_policy(policy)
+    return cnn, printed.getvalue()
+
+
+def test_ctrl_c_in_training_keeps_the_finished_epochs(stopped_in_epoch_3):
+    """Ctrl-C arriving in epoch 3: epochs 1-2 are kept, training ends, the model stays usable."""
+    cnn, out = stopped_in_epoch_3
+    assert len(cnn.history.history['accuracy']) == 2 and cnn.history.epoch == [0, 1]
     assert 'Training stopped by Ctrl-C after 2 finished epoch(s)' in out
     assert len(out.split('Epoch times (s): ')[1].split(';')[0].split(', ')) == 2  # the cut epoch is not timed
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
@@ -57,26 +70,86 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(trained,
     assert os.listdir(tmp_path) == [name]
 
 
-def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path):
-    """SIGTERM or Ctrl-C while a file is half-written (e.g. --save-model): the program exits at once,
-    says so, and leaves neither the temporary file nor half a file at the target. Both side by side."""
-    runs = {}
+def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path, monkeypatch, capsys):
+    """SIGTERM or Ctrl-C while a file is half-written (e.g. --save-model): stop_now says so and exits at once,
+    leaving neither the temporary file nor half a file at the target."""
+    monkeypatch.setattr(cifar_cnn.os, '_exit', lambda code: (_ for _ in ()).throw(SystemExit(code)))
     for signum, code, message in ((signal.SIGTERM, 143, 'Terminated.'), (signal.SIGINT, 130, 'Interrupted.')):
-        folder = tmp_path / signum.name
-        folder.mkdir()
-        script = ('import os, signal, time, cifar_cnn\n'
-                  'for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, cifar_cnn.stop_now)\n'
-                  'def write(tmp):\n'
-                  '    open(tmp, "wb").write(b"half a model")\n'
-                  f'    os.kill(os.getpid(), {int(signum)})\n'
-                  '    time.sleep(30)\n'
-                  f'cifar_cnn.write_atomically({str(folder / "m.keras")!r}, write)\n')
-        runs[signum] = (subprocess.Popen([sys.executable, '-c', script], stderr=subprocess.PIPE, text=True, cwd=ROOT),
-                        code, message, folder)
-    for proc, code, message, folder in runs.values():
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == code and err.strip().endswith(message)
-        assert os.listdir(folder) == []
+        previous = signal.signal(signum, cifar_cnn.stop_now)
+
+        def half_write(tmp, signum=signum):
+            with open(tmp, 'wb') as f:
+                f.write(b'half a model')
+            signal.raise_signal(signum)
+        try:
+            with pytest.raises(SystemExit) as stopped:
+                cifar_cnn.write_atomically(str(tmp_path / 'm.keras'), half_write)
+        finally:
+            signal.signal(signum, previous)
+        assert stopped.value.code == code and capsys.readouterr().err.strip() == message
+        assert os.listdir(tmp_path) == [] and not cifar_cnn.PENDING
+
+
+LEGAL_NAMES = ['x' * 249 + '.keras',  # 255 characters, the most a name may have here (the temporary one is short)
+               'modèle 🐱.keras', 'a\nb.keras', '-starts-with-a-dash.keras', "it's \"quoted\".keras"]
+
+
+@pytest.mark.parametrize('name', LEGAL_NAMES)
+def test_any_legal_name_is_checked_before_training_and_then_written(trained, tmp_path, name):
+    target = str(tmp_path / 'out' / name)
+    cifar_cnn.check_writable(str(tmp_path / 'out'), 'the model', file=target)  # what --save-model checks first
+    cifar_cnn.save_model(trained.model, target)
+    assert os.listdir(tmp_path / 'out') == [name] and cifar_cnn.load_model(target)
+
+
+def test_a_name_too_long_fails_before_training_and_leaves_nothing(tmp_path):
+    name = 'x' * 250 + '.keras'
+    with pytest.raises(CifarError, match=rf'^cannot write the model to .*{name}: File name too long$'):
+        cifar_cnn.check_writable(str(tmp_path / 'new'), 'the model', file=str(tmp_path / 'new' / name))
+    assert os.listdir(tmp_path) == []
+
+
+def test_files_are_written_through_symbolic_links(trained, tmp_path):
+    """A link to a model (or to where one will be) is written through: the link stays, the file it names is
+    the new model, and nothing else is left beside either."""
+    (tmp_path / 'models').mkdir()
+    (tmp_path / 'models' / 'old.keras').write_bytes(b'previous')
+    (tmp_path / 'latest.keras').symlink_to(tmp_path / 'models' / 'old.keras')
+    (tmp_path / 'next.keras').symlink_to(tmp_path / 'models' / 'next.keras')  # not there yet
+    for link in ('latest.keras', 'next.keras'):
+        path = str(tmp_path / link)
+        cifar_cnn.check_writable(str(tmp_path), 'the model', file=cifar_cnn.real_path(path))
+        cifar_cnn.save_model(trained.model, path)
+        assert os.path.islink(path) and cifar_cnn.load_model(path)
+    assert sorted(os.listdir(tmp_path / 'models')) == ['next.keras', 'old.keras']
+    assert sorted(os.listdir(tmp_path)) == ['latest.keras', 'models', 'next.keras']
+
+
+def test_a_working_folder_deleted_during_a_run_is_one_line(session_cifar_dir, tmp_path, monkeypatch):
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, figures_dir='figures')  # relative to the working folder
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(CifarError, match=r'^cannot write figures: the folder this was started in no longer exists$'):
+        cnn.explore_data()
+
+
+def test_a_failed_save_leaves_nothing_in_tmpdir_or_beside_the_model(session_cifar_dir, tmp_path, monkeypatch, capsys):
+    """The disk fills while Keras writes the model: one line, exit 1, and neither Keras's temporary folder
+    nor TensorFlow's generated code is left in TMPDIR, nor a temporary file beside the model."""
+    private = tmp_path / 'tmp'
+    private.mkdir()
+    monkeypatch.setattr(cifar_cnn.tempfile, 'tempdir', str(private))
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(cifar_cnn.zipfile.ZipFile, 'writestr', full_disk)
+    out = tmp_path / 'out'
+    code = cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '5', '--epochs', '1', '--figures-dir',
+                           str(out / 'figures'), '--save-model', str(out / 'model.keras')])
+    assert code == 1 and capsys.readouterr().err == f'error: cannot write {out / "model.keras"}: No space left on device\n'
+    assert os.listdir(private) == [] and os.listdir(out) == ['figures']
 
 
 @pytest.mark.skipif(bool(cifar_cnn.tf.config.list_physical_devices('GPU')), reason='CPU rules only')
@@ -84,25 +157,20 @@ def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path):
     (False, 'auto', 'float32'), (True, 'auto', 'mixed_bfloat16'),
     (False, 'mixed', 'mixed_bfloat16'), (True, 'float32', 'float32')])
 def test_choose_precision_on_cpu(monkeypatch, native, requested, policy):
-    monkeypatch.setattr(cifar_cnn, 'cpu_flags', lambda: {'avx2', 'avx512_bf16'} if native else {'avx2'})
+    monkeypatch.setattr(cifar_cnn, 'CPU_FLAGS', {'avx2', 'avx512_bf16'} if native else {'avx2'})
     chosen, why = cifar_cnn.choose_precision(requested)
     assert chosen == policy
     assert why == 'as asked' if requested == 'float32' else ('without' in why) != native
 
 
-def test_mixed_precision_keeps_the_network_and_float32_probabilities(cifar_dir, tmp_path):
-    """What `--precision mixed` (or auto on a CPU with native bf16) runs: same 122,570 weights,
-    float32 probabilities that sum to 1 (bfloat16 ones are off by up to 1%)."""
-    cifar_cnn.keras.mixed_precision.set_global_policy('mixed_bfloat16')  # the autouse fixture undoes it
-    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), epochs=1, batch_size=8)
-    cnn.preprocess_data()
-    cnn.model = cnn.build_model()
+def test_mixed_precision_keeps_the_network_and_float32_probabilities(stopped_in_epoch_3):
+    """Mixed precision: the same 122,570 weights, kept in float32, and float32 probabilities that sum to 1
+    (bfloat16 ones are off by up to 1%)."""
+    cnn, _ = stopped_in_epoch_3
     assert cnn.model.count_params() == 122_570
     assert cnn.model.layers[0].compute_dtype == 'bfloat16' and cnn.model.layers[0].variable_dtype == 'float32'
-    cnn.history = cnn.train_model()
-    predictions = cnn.make_prediction()
-    assert predictions.dtype == np.float32
-    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+    assert cnn.predictions.dtype == np.float32
+    np.testing.assert_allclose(cnn.predictions.sum(axis=1), 1.0, rtol=1e-5)
 
 
 THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD')
@@ -132,17 +200,14 @@ def test_thread_settings_on_two_cpus_follow_the_cpu_kind_and_yours_win(flags, us
     assert result.stdout.strip() == str(expected)
 
 
-def test_tensorflows_start_up_notes_are_dropped_and_nothing_else():
-    """TensorFlow 2.21 writes its C++ start-up notes to file descriptor 2 before its log settings
-    apply. Importing cifar_cnn prints none of them; any other line written there still shows."""
+def test_tensorflows_start_up_notes_are_dropped_and_nothing_else(capfd):
+    """TensorFlow 2.21 writes its C++ start-up notes to file descriptor 2 before its log settings apply:
+    dropped, while any other line written there still shows."""
     notes = ['WARNING: All log messages before absl::InitializeLog() is called are written to STDERR',
              'I0000 00:00:1795990596.310198    2156 port.cc:153] oneDNN custom operations are on. You may see ...',
              'I0000 00:00:1795990596.310677    2156 cudart_stub.cc:31] Could not find cuda drivers on your machine.',
              'E0000 00:00:1795990618.761057    2191 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error']
-    code = ('import os, cifar_cnn\n'
-            'with cifar_cnn.stderr_dropped():\n'
-            f'    os.write(2, {"".join(n + chr(10) for n in notes).encode()!r} + b"a real error\\n")\n')
-    result = subprocess.run([sys.executable, '-c', code], check=False, capture_output=True, text=True, cwd=ROOT,
-                            timeout=60)
-    expected = '' if ctypes.util.find_library('cuda') is None else notes[-1] + '\n'  # with a driver, a real error
-    assert result.returncode == 0 and result.stderr == expected + 'a real error\n'
+    with cifar_cnn.stderr_dropped(cifar_cnn.STARTUP_NOTES):
+        os.write(2, ''.join(note + '\n' for note in notes).encode() + b'a real error\n')
+    driver = os.path.exists('/proc/driver/nvidia')  # with a driver, a failed cuInit is a real error
+    assert capfd.readouterr().err == (notes[-1] + '\n' if driver else '') + 'a real error\n'
