@@ -1180,33 +1180,30 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=option('epochs', int), help='training epochs, 1-10,000 (default: 10)')
     p.add_argument('--batch-size', type=option('batch_size', int), help='training batch size, 1-4,096 (default: 32)')
     p.add_argument('--seed', type=option('seed', int), help='random seed: same seed, same machine, same numbers')
-    p.add_argument('--data-dir', metavar='DIR', type=option('data_dir'), help='read CIFAR-10 from DIR '
-                   '(cifar-10-batches-py, a folder holding it, or one holding cifar-10-python.tar.gz)')
-    p.add_argument('--figures-dir', metavar='DIR', type=option('figures_dir'),
-                   help='where figures go (default: figures, over the ones in the repository)')
+    p.add_argument('--data-dir', type=option('data_dir'), metavar='DIR', help='read CIFAR-10 from DIR: '
+                   'cifar-10-batches-py, a folder holding it, or one holding cifar-10-python.tar.gz')
+    p.add_argument('--figures-dir', type=option('figures_dir'), metavar='DIR', help='where figures go (default: figures)')
     p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
-    p.add_argument('--limit', type=option('limit', int), metavar='N',
-                   help='use only the first N training and N test images, 1-50,000 (a quick run)')
-    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'],
-                   help='auto (default): mixed precision where the hardware has it natively, else float32')
-    p.add_argument('--save-model', metavar='PATH', type=option('save_model'),
-                   help='save the trained model to PATH (.keras); through a symbolic link, to the file it names')
-    p.add_argument('--load-model', metavar='PATH', type=option('load_model'),
-                   help='load a model saved with --save-model instead of training one')
-    p.add_argument('--predict', metavar='IMAGE', nargs='+', type=option('predict'),
-                   help='classify these image files and print the top 3 classes; with --load-model at once, '
-                        'without it after training a model first')
+    p.add_argument('--limit', type=option('limit', int), metavar='N', help='only the first N training and N test '
+                   'images, 1-50,000 (a quick run)')
+    p.add_argument('--precision', choices=['auto', 'float32', 'mixed'], help='auto (default): mixed precision '
+                   'where the hardware has it natively, else float32')
+    p.add_argument('--save-model', type=option('save_model'), metavar='PATH', help='save the trained model to PATH '
+                   '(.keras); through a symbolic link, to the file it names')
+    p.add_argument('--load-model', type=option('load_model'), metavar='PATH', help='load a model --save-model '
+                   'saved, instead of training one')
+    p.add_argument('--predict', type=option('predict'), metavar='IMAGE', nargs='+', help='classify these image '
+                   'files, top 3 classes each; with --load-model at once, without it after training a model first')
     beyond = p.add_argument_group('beyond the post: the next experiments (bench/README.md measures them)')
     beyond.add_argument('--augment', action='store_true', help='random flips and shifts of the training images')
     beyond.add_argument('--batch-norm', action='store_true', help='batch normalization after each convolution')
-    beyond.add_argument('--dropout', type=option('dropout', float), metavar='RATE',
-                        help='dropout before each dense layer, 0 (none) to under 1')
-    beyond.add_argument('--validation-split', type=option('validation_split', float), metavar='F',
-                        help='validate on the last fraction F (0 to under 1) of the training images, not the test set')
-    beyond.add_argument('--cosine-decay', action='store_true',
-                        help='lower the learning rate along a cosine, step by step, from 1e-3 to 0')
-    beyond.add_argument('--tensorboard', metavar='DIR', type=option('tensorboard'),
-                        help='write TensorBoard logs to DIR (needs: python -m pip install tensorboard)')
+    beyond.add_argument('--dropout', type=option('dropout', float), metavar='RATE', help='dropout before each '
+                        'dense layer, 0 (none) to under 1')
+    beyond.add_argument('--validation-split', type=option('validation_split', float), metavar='F', help='validate '
+                        'on the last fraction F (0 to under 1) of the training images, not the test set')
+    beyond.add_argument('--cosine-decay', action='store_true', help='the learning rate down a cosine from 1e-3 to 0')
+    beyond.add_argument('--tensorboard', type=option('tensorboard'), metavar='DIR', help='TensorBoard logs to DIR '
+                        '(needs: python -m pip install tensorboard)')
     args = p.parse_args(argv)
     for flag in ('save_model', 'load_model'):
         path = getattr(args, flag)

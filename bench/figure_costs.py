@@ -37,12 +37,10 @@ def main():
         cnn.preprocess_data()
         cnn.model = cnn.build_model()
         cnn.history = cnn.train_model()
-        predictions = cnn.make_prediction()
-        steps = {  # name: (the call, the figure it writes, whether the post has it)
+        steps = {  # name: (the call, whether the post has it)
             'explore_data': (cnn.explore_data, True), 'preprocess_data': (cnn.preprocess_data, True),
             'evaluate_model': (cnn.evaluate_model, True), 'make_prediction': (cnn.make_prediction, True),
-            'confusion_matrix': (lambda: cnn.confusion_matrix(predictions), False),
-            'plot_mistakes': (lambda: cnn.plot_mistakes(predictions), False),
+            'plot_confusion_matrix': (cnn.plot_confusion_matrix, False), 'plot_mistakes': (cnn.plot_mistakes, False),
             'plot_filters': (cnn.plot_filters, False), 'plot_feature_maps': (cnn.plot_feature_maps, False),
             'plot_grad_cam': (cnn.plot_grad_cam, False)}
         seconds = {}
