@@ -29,6 +29,8 @@ STARTUP_NOTES = re.compile(  # a failed search for a GPU is no error where no NV
     r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.'
     + ('' if os.path.exists('/proc/driver/nvidia') else r'|E\d{4} .* cuda_platform\.cc:\d+\] failed call to cuInit'))
 
+real_stderr = 2  # where file descriptor 2 goes while stderr_dropped() holds it
+
 @contextlib.contextmanager
 def stderr_dropped(lines):
     """Drops the `lines` that C code writes straight to file descriptor 2, out of Python's reach
@@ -36,16 +38,18 @@ def stderr_dropped(lines):
     if sys.stderr is None:  # started with 2>&-: nothing to drop
         yield
         return
+    global real_stderr
     sys.stderr.flush()
-    saved = os.dup(2)
+    real_stderr = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
             yield
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            os.dup2(real_stderr, 2)
+            os.close(real_stderr)
+            real_stderr = 2
             caught.seek(0)
             sys.stderr.writelines(line for line in caught.read().decode(errors='replace').splitlines(True)
                                   if not lines.match(line))
@@ -165,20 +169,21 @@ class CifarCNN:
         test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=2)  # post: test_imgs, test_labels
         print(f'Loss: {test_loss}')
         print(f'Accuracy: {test_acc}')
-        if self.history is None:  # not in the post: a model from --load-model has no history to plot
+        self.history = self.history or getattr(self.model, 'history', None)  # not in the post: train_model()'s,
+        if self.history is None:  # even if not kept in cnn.history; a model from --load-model has none to plot
             return
         self.needs('evaluate_model', 'history')
 
         plt.figure()  # post: none, drawing on whatever figure is current
         plt.plot(self.history.history['accuracy'], label='accuracy', marker='o')  # post: no marker, so
         plt.plot(self.history.history['val_accuracy'], label=self.validation_label, marker='o')  # 1 epoch: nothing
-        plt.xlim(-0.5, max(len(self.history.epoch), 2) - 0.5)  # post: none; whole epochs (0, 1, ...)
+        plt.xlim(-0.5, max(len(self.history.epoch), 1) - 0.5)  # post: none; whole epochs (0, 1, ...)
         plt.locator_params(axis='x', integer=True)
         plt.xlabel('Epoch')
         plt.ylabel('Accuracy')
         lowest = min([0.5, *self.history.history['accuracy'], *self.history.history['val_accuracy']])
         plt.ylim([math.floor(lowest * 10) / 10, 1])  # post: [0.5, 1], hiding all under 0.5 (short runs)
-        plt.legend(loc='lower right')
+        plt.legend(loc='best')  # post: 'lower right', over the points of a short run
         self.show_figure('history.png')  # post: plt.show()
 
     def plot_img(self, prediction, actual_label, img):
@@ -339,11 +344,12 @@ class CifarCNN:
         convolution's maps, weighted by how much the class score rises with each, summed, kept where
         positive, upsampled to 32x32. Returns heat maps (N, 32, 32), each scaled to peak at 1."""
         self.needs('grad_cam', 'model')
-        if not (np.ndim(imgs) == 4 and np.shape(imgs)[1:] == (32, 32, 3) and len(imgs)):
-            raise CifarError(f'grad_cam(imgs): imgs must be images of shape (N, 32, 32, 3), not {np.shape(imgs)}')
+        pixels = as_numbers(imgs, 'grad_cam(imgs): imgs')
+        if pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3) or not len(pixels):
+            raise CifarError(f'grad_cam(imgs): imgs must be images of shape (N, 32, 32, 3), not {pixels.shape}')
         probe = keras.Model(self.model.layers[0].input, [self.convolutions()[-1].output, self.model.layers[-1].output])
         with tf.GradientTape() as tape:
-            maps, logits = probe(tf.constant(imgs, tf.float32) / 255.0, training=False)
+            maps, logits = probe(tf.constant(pixels) / 255.0, training=False)
             scores = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
         maps, grads = tf.cast(maps, tf.float32), tf.cast(tape.gradient(scores, maps), tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one per channel
@@ -418,8 +424,12 @@ class CifarCNN:
 
     def needs(self, step, *made):  # stops `step` with one line if what it needs (STEPS_FIRST) is not made yet
         for name in made:
-            if not isinstance(getattr(self, name, None), STEPS_FIRST[name][0]):
-                raise CifarError(f'{step}() needs {STEPS_FIRST[name][1]} first')
+            if not isinstance(value := getattr(self, name, None), STEPS_FIRST[name][0]):
+                brackets = f' (cnn.{name} holds the method itself: add the brackets)' if callable(value) else ''
+                raise CifarError(f'{step}() needs {STEPS_FIRST[name][1]} first{brackets}')
+            if name == 'model' and not (value.compiled and self.convolutions()) or name == 'predictions' and \
+                    value.shape != (len(self.test_imgs), len(self.classes)):  # one not made by that step
+                raise CifarError(f'{step}() needs {STEPS_FIRST[name][1]} first (cnn.{name} is not what it makes)')
 
     def show_figure(self, name):
         """The one place figures go, where the post calls plt.show(): written to figures_dir/name if a folder
@@ -429,7 +439,7 @@ class CifarCNN:
         if self.figures_dir:
             check_writable(self.figures_dir, 'figures')
             write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
-            print(f'Wrote {path}')
+            print(f'Wrote {printable(path)}')
         if self.show if self.show is not None else can_show():
             plt.show()
         elif self.show is None and not self.figures_dir and not getattr(self, 'said_where_figures_go', False):
@@ -452,6 +462,7 @@ import pickletools
 import shutil
 import signal
 import stat
+import struct
 import tarfile
 import time
 import warnings
@@ -462,6 +473,8 @@ import h5py
 from PIL import Image, ImageOps
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
+FIGURES = ['25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
+           'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png']  # what a run's steps write
 EVAL_BATCH_SIZE = 500     # evaluation and prediction: the same numbers as batches of 32, in fewer steps
 STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same math, less overhead
 
@@ -476,6 +489,7 @@ class Variations:
     tensorboard: str | None = None  # TensorBoard log folder
     def __post_init__(self):
         check_arguments(**dataclasses.asdict(self))
+        self.dropout, self.validation_split = float(self.dropout), float(self.validation_split)  # Keras saves these
     def __str__(self):  # the options in effect, as typed: '--augment --dropout 0.3', or "none (the post's ...)"
         flags = [f'--{field.name.replace("_", "-")}' + ('' if value is True else f' {value}')
                  for field in dataclasses.fields(self) if (value := getattr(self, field.name))]
@@ -483,7 +497,7 @@ class Variations:
 
 def save_model(model, path):  # --save-model: Keras's .keras format, written atomically
     write_atomically(path, model.save)
-    print(f'Saved the trained model to {path}')
+    print(f'Saved the trained model to {printable(path)}')
 
 def load_model(path):
     """--load-model: the network build_model makes, once the file's config.json describes it, with the file's
@@ -492,7 +506,7 @@ def load_model(path):
     config, weights = read_keras_file(path)
     model = matching_network(config, label)
     read_weights(model, weights, label)
-    print(f'Loaded the model from {path}')
+    print(f'Loaded the model from {printable(path)}')
     return model
 
 def predict_files(model, paths):
@@ -504,13 +518,13 @@ def predict_files(model, paths):
             try:
                 read.append((path, read_image(path)))
             except CifarError as e:
-                print(f'error: {e}', file=sys.stderr)
+                print(f'error: {printable(e)}', file=sys.stderr)
                 failed += 1
         if read:
             logits = model.predict_on_batch(np.stack([pixels for _, pixels in read]))
             probs = keras.ops.convert_to_numpy(keras.ops.softmax(keras.ops.cast(logits, 'float32')))
             for (path, _), p in zip(read, probs):
-                print(f'{path}: ' + ', '.join(f'{CLASSES[i]} {p[i]:.2f}' for i in np.argsort(p)[::-1][:3]))
+                print(f'{printable(path)}: ' + ', '.join(f'{CLASSES[i]} {p[i]:.2f}' for i in np.argsort(p)[::-1][:3]))
     return failed
 
 
@@ -522,7 +536,19 @@ class CifarError(Exception):
     """An expected failure (a bad file, an argument out of range, a step called too early): one line for the
     user, in Jupyter too (IPython shows _render_traceback_ instead of a traceback)."""
     def _render_traceback_(self):
-        return [f'{type(self).__name__}: {self}']
+        return [f'{type(self).__name__}: {printable(self)}']
+
+def one_line_at_the_prompt(kind, error, trace, previous=sys.excepthook):
+    """Python's prompt shows a CifarError as its one line, as Jupyter does; any other error as before."""
+    if not issubclass(kind, CifarError):
+        return previous(kind, error, trace)
+    print(f'{kind.__name__}: {printable(error)}', file=sys.stderr)
+
+if hasattr(sys, 'ps1'):  # imported at Python's prompt (nowhere else: a script's errors keep their tracebacks)
+    sys.excepthook = one_line_at_the_prompt
+
+def printable(text):  # one line, whatever a name holds: a newline, a terminal's escape codes, bytes not UTF-8
+    return ''.join(c if c.isprintable() else c.encode('unicode_escape').decode() for c in str(text))
 
 def first_line(error):
     """An exception as one short line: its message's first line that says something (Keras's multi-line
@@ -573,12 +599,19 @@ def check_number(name, value, low, high):
     if not whole(value, low, high):
         raise CifarError(f'{name}={value!r}: must be a whole number from {low:,} to {high:,}')
 
+def as_numbers(value, name):  # numbers, from numpy, TensorFlow or lists alike, or one line saying what they are not
+    try:
+        return np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        raise CifarError(f'{name} must be numbers, not {type(value).__name__} {str(value)[:40]}') from None
+
 def check_prediction(prediction, actual_label, img=None):  # plot_img's and plot_predictions' arguments
-    if np.shape(prediction) != (len(CLASSES),) or np.asarray(prediction).dtype.kind not in 'iuf':
+    if as_numbers(prediction, 'prediction').shape != (len(CLASSES),):
         raise CifarError(f'prediction must be {len(CLASSES)} probabilities, one per class (a row of cnn.predictions)')
     check_number('actual_label', actual_label, 0, len(CLASSES) - 1)
-    if img is not None and not (np.ndim(img) == 2 or np.ndim(img) == 3 and np.shape(img)[2] in (3, 4)):
-        raise CifarError(f'img must be a picture, (height, width, 3) pixels, not an array of shape {np.shape(img)}')
+    shape = None if img is None else as_numbers(img, 'img').shape
+    if shape is not None and not (len(shape) == 2 or len(shape) == 3 and shape[2] in (3, 4)) or 0 in (shape or ()):
+        raise CifarError(f'img must be a picture, (height, width, 3) pixels, not an array of shape {shape}')
 
 def option(name, parse=str):  # an argparse type: the option's text, parsed (int, float), checked by RULES
     def checked(text):
@@ -691,12 +724,14 @@ def read_tarball(path):
                 name = m.name.removeprefix('./').rstrip('/')
                 if name in members:
                     raise CifarError(f'{path}: refused: it holds {m.name[:80]!r} twice')
-                if not (m.isdir() and name == 'cifar-10-batches-py' or m.isfile() and name in TAR_FILES):
+                if not (m.isdir() and name in ('.', 'cifar-10-batches-py') or m.isfile() and name in TAR_FILES):
                     raise CifarError(f'{path}: refused: {m.name[:80]!r} is not one of the files of the CIFAR-10 '
                                      'archive (cifar-10-batches-py/ and what it holds)')
                 members[name] = m
             if missing := [name for name in BATCH_FILES if f'cifar-10-batches-py/{name}' not in members]:
                 raise CifarError(f'{path}: has no cifar-10-batches-py/{missing[0]}')
+            if big := [m.name for m in members.values() if m.size > MAX_BATCH_BYTES]:  # sparse ones, too
+                raise CifarError(f'{path}: {big[0][:80]} claims more than {MAX_BATCH_BYTES:,} bytes; a batch has 31 MB')
             return [read_batch(f'{path}:{m.name}', tar.extractfile(m).read())
                     for m in (members[f'cifar-10-batches-py/{name}'] for name in BATCH_FILES)]
     except (gzip.BadGzipFile, EOFError, zlib.error, tarfile.TarError) as e:
@@ -740,7 +775,7 @@ class PickledArray:
 
 def checked_array(raw, dtype, shape, order):  # also protocol 5's _frombuffer: a view of `raw`, once checked
     if not (type(raw) in (bytes, bytearray) and isinstance(dtype, PickledDtype) and type(shape) is tuple
-            and all(type(n) is int and n >= 0 for n in shape) and order in ('C', 'F')):
+            and len(shape) <= 32 and all(type(n) is int and 0 <= n < 2**32 for n in shape) and order in ('C', 'F')):
         raise pickle.UnpicklingError('an array whose state is not the one numpy writes')
     if math.prod(shape) * dtype.dtype.itemsize != len(raw):
         raise pickle.UnpicklingError(f'an array of shape {shape} with {len(raw):,} bytes of data')
@@ -775,10 +810,10 @@ def read_batch(label, data):
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, OverflowError, IndexError,
             EOFError) as e:
         raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
-    if not (isinstance(batch, dict) and b'data' in batch and b'labels' in batch):
-        raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds ' + (
-            f'a {type(batch).__name__}, not a dict)' if not isinstance(batch, dict) else
-            f"no {(b'labels' if b'data' in batch else b'data')!r} entry)"))
+    if not isinstance(batch, dict):
+        raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
+    if missing := [key for key in (b'data', b'labels') if key not in batch]:
+        raise CifarError(f'{label}: not a CIFAR-10 batch file (no {missing[0]!r} entry)')
     data, labels = (v.array if isinstance(v, PickledArray) else v for v in (batch[b'data'], batch[b'labels']))
     if not isinstance(data, np.ndarray):
         raise CifarError(f"{label}: b'data' is not an array of pixels (it is a {type(data).__name__})")
@@ -802,13 +837,14 @@ def check_labels(label, labels, count):
     if len(labels) != count:
         raise CifarError(f'{label}: {len(labels)} labels for {count} images')
     if labels and (min(labels) < 0 or max(labels) > 9):
-        raise CifarError(f'{label}: labels must be 0-9, found {min(labels)}..{max(labels)}')
+        low, high = (v if abs(v) < 10**9 else 'a huge number' for v in (min(labels), max(labels)))
+        raise CifarError(f'{label}: labels must be 0-9, found {low}..{high}')
     return np.array(labels, dtype=np.uint8)
 
 # ─── Saved models (.keras) and your own pictures ─────────────────────────────────────────────────────
 KERAS_FILES = {'metadata.json', 'config.json', 'model.weights.h5'}
-WEIGHT_RANGES = {  # besides finite numbers, what training alone can write, by layer kind and weight
-    ('batch_normalization', 'moving_variance'): (0.0, math.inf)}
+WEIGHT_RANGES = {  # what training writes, by layer kind and weight; any other: -1e4 to 1e4
+    ('batch_normalization', 'moving_variance'): (0.0, 1e4)}
 
 def read_keras_file(path):
     """A .keras file's config (parsed) and weights (bytes), once the zip holds Keras's three members and
@@ -878,7 +914,7 @@ def read_weights(model, data, label):
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:  # h5py on what is not HDF5
         raise CifarError(f'{label}: damaged (model.weights.h5: {first_line(e)})') from None
     for path, variable, value in values:
-        low, high = WEIGHT_RANGES.get((re.sub(r'_\d+$', '', path.split('/')[0]), variable.name), (-math.inf, math.inf))
+        low, high = WEIGHT_RANGES.get((re.sub(r'_\d+$', '', path.split('/')[0]), variable.name), (-1e4, 1e4))
         if not np.isfinite(value).all():
             raise CifarError(f'{label}: refused: some weights are not numbers (NaN or infinite)')
         if value.min() < low or value.max() > high:
@@ -922,13 +958,16 @@ def read_image(path):
             warnings.simplefilter('ignore')
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            if img.format == 'JPEG' and (scans := data.count(b'\xff\xda')) > 100:  # each decodes every pixel
+                raise CifarError(f'{path}: a JPEG in {scans:,} scans; photos have at most a few dozen')
             ImageOps.exif_transpose(img, in_place=True)
             return to_unit_rgb(path, img)
     except Image.UnidentifiedImageError:
         raise CifarError(f'{path}: not an image in a format read here ({", ".join(IMAGE_FORMATS)})') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CifarError(f'{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels') from None
-    except (OSError, SyntaxError, ValueError, TypeError) as e:  # what Pillow raises for damaged files
+    # What Pillow raises for damaged files, and its EXIF reader for damaged tags (tests/test_fuzz.py finds them):
+    except (OSError, SyntaxError, ValueError, TypeError, AttributeError, OverflowError, struct.error) as e:
         raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
 
 def to_unit_rgb(path, img):
@@ -1082,7 +1121,8 @@ def temporary_name(target):  # what write_atomically writes first: beside `targe
 def write_atomically(path, write):
     """Calls `write(tmp)` with a temporary name beside `path` (beside the file a link points to), then
     renames it to `path`, so that a failed or interrupted write never leaves half a file there."""
-    target = real_path(path)
+    if os.path.exists(target := real_path(path)) and not os.path.isfile(target):
+        raise CifarError(f'cannot write {path}: it is a folder or a special file, not a place for a file')
     PENDING.add(tmp := temporary_name(target))
     try:
         write(tmp)
@@ -1090,31 +1130,40 @@ def write_atomically(path, write):
     except OSError as e:
         raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.remove(tmp)
         PENDING.discard(tmp)
 
-def check_writable(folder, what, file=None):
+def check_writable(folder, what, names=()):
     """Fails before any slow step if `what` cannot be written to `folder` (made if need be, and removed
-    again should that fail): the file `file` there, and its temporary name, are made and removed."""
+    again should that fail): each of the files `names` there, and its temporary name, are made and removed,
+    and one there already must be a regular file this process may replace."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise CifarError(f'cannot write {what} to {folder}: it is a file, not a folder')
     created, parent = [], real_path(folder)
     while not os.path.exists(parent) and parent != os.path.dirname(parent):  # deepest first
         created.append(parent)
         parent = os.path.dirname(parent)
+    CREATED.extend(created)
+    target = folder
     try:
-        os.makedirs(folder, exist_ok=True)
-        for probe in ([temporary_name(file), file] if file else [os.path.join(folder, '.cifar_cnn-probe')]):
-            if not os.path.lexists(probe):  # a file already there stays as it is
-                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                os.remove(probe)
+        os.makedirs(real_path(folder), exist_ok=True)
+        for target in [real_path(os.path.join(folder, name)) for name in names] or [os.path.join(folder, '.probe')]:
+            if os.path.exists(target) and not os.path.isfile(target):
+                raise IsADirectoryError(21, 'a folder or a special file is there, not a place for a file')
+            if os.path.exists(target) and not os.access(target, os.W_OK):
+                raise PermissionError(13, 'the file there cannot be replaced (read-only, or not yours)')
+            for probe in (temporary_name(target), target):
+                if not os.path.lexists(probe):  # made and removed again; a file already there stays
+                    PENDING.add(probe)
+                    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    os.remove(probe)
+                    PENDING.discard(probe)
     except OSError as e:
         for made in created:
             with contextlib.suppress(OSError):
                 os.rmdir(made)
-        raise CifarError(f'cannot write {what} to {file or folder}: {e.strerror or e}') from None
-    CREATED.extend(created)
+        raise CifarError(f'cannot write {what} to {target if names else folder}: {e.strerror or e}') from None
 
 def clean_up():  # this run's temporary files and folders, and the output folders it made and left empty
     for path in list(PENDING):
@@ -1142,7 +1191,7 @@ class Output:
             self.stream.flush()
             return written
         except OSError as e:
-            raise OutputLost() from e
+            raise OutputLost(e) from e
     def flush(self):
         self.write('')
     def __getattr__(self, name):
@@ -1158,7 +1207,8 @@ def stop_now(signum, frame):
         clean_up()
         with contextlib.suppress(OSError, OutputLost):
             sys.stdout.flush()
-        print(f'\n{STOPPED[signum]}', file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        os.write(real_stderr, f'\n{STOPPED[signum]}\n'.encode())  # even while stderr_dropped() holds fd 2
     finally:
         os._exit(128 + signum)
 
@@ -1177,6 +1227,7 @@ def parse_args(argv=None):
         epilog='examples: python cifar_cnn.py --limit 2000 --epochs 1 --figures-dir runs/quick (a quick check);  '
                'python cifar_cnn.py --data-dir DIR --save-model cifar.keras;  '
                'python cifar_cnn.py --load-model cifar.keras --predict photo.jpg')
+    p.error = lambda message: p.exit(2, f'error: {message} (python cifar_cnn.py --help lists the options)\n')
     p.add_argument('--epochs', type=option('epochs', int), help='training epochs, 1-10,000 (default: 10)')
     p.add_argument('--batch-size', type=option('batch_size', int), help='training batch size, 1-4,096 (default: 32)')
     p.add_argument('--seed', type=option('seed', int), help='random seed: same seed, same machine, same numbers')
@@ -1203,7 +1254,7 @@ def parse_args(argv=None):
                         'on the last fraction F (0 to under 1) of the training images, not the test set')
     beyond.add_argument('--cosine-decay', action='store_true', help='the learning rate down a cosine from 1e-3 to 0')
     beyond.add_argument('--tensorboard', type=option('tensorboard'), metavar='DIR', help='TensorBoard logs to DIR '
-                        '(needs: python -m pip install tensorboard)')
+                        '(needs TensorBoard: pip install tensorboard)')
     args = p.parse_args(argv)
     for flag in ('save_model', 'load_model'):
         path = getattr(args, flag)
@@ -1226,11 +1277,9 @@ def run(args):
     loaded = load_model(args.load_model) if args.load_model else None
     if loaded is not None and args.predict:  # --load-model --predict: answer and exit, no data set needed
         return 1 if predict_files(loaded, args.predict) else 0
-    check_writable(args.figures_dir, 'figures')
+    check_writable(args.figures_dir, 'figures', FIGURES)
     if args.save_model:
-        if os.path.exists(target := real_path(args.save_model)) and not os.path.isfile(target):
-            raise CifarError(f'--save-model {args.save_model}: is a folder or a special file, not a place for a model')
-        check_writable(os.path.dirname(target), 'the model', file=target)
+        check_writable(os.path.dirname(args.save_model) or '.', 'the model', [os.path.basename(args.save_model)])
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401 -- TensorFlow 2.21 no longer installs it
@@ -1284,6 +1333,7 @@ def main(argv=None):
     # TensorFlow's and Keras's own temporary files go to a folder of the run's own, removed however it ends.
     previous_tempdir, tempfile.tempdir = tempfile.tempdir, tempfile.mkdtemp(prefix='cifar_cnn-')
     PENDING.add(tempfile.tempdir)
+    CREATED.clear()  # folders made before, in this process, are not this run's
     stdout, sys.stdout = sys.stdout, Output(sys.stdout)
     try:
         with warnings.catch_warnings(record=True) as caught:  # held back: an error line says it better
@@ -1292,13 +1342,13 @@ def main(argv=None):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return code
     except CifarError as e:
-        print(f'error: {e}', file=sys.stderr)
+        print(f'error: {printable(e)}', file=sys.stderr)
         return 1
     except OutputLost as lost:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())  # what is left unwritten cannot fail at exit
-        if isinstance(lost.__cause__, BrokenPipeError):  # the reader stopped reading: stop quietly
+        if isinstance(lost.args[0], BrokenPipeError):  # the reader stopped reading: stop quietly
             return 128 + signal.SIGPIPE
-        print(f'error: cannot write standard output ({lost.__cause__.strerror})', file=sys.stderr)
+        print(f'error: cannot write standard output ({lost.args[0].strerror})', file=sys.stderr)
         return 1
     finally:
         sys.stdout, tempfile.tempdir = stdout, previous_tempdir

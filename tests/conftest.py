@@ -28,8 +28,7 @@ file_utils = importlib.import_module('keras.src.utils.file_utils')  # keras.util
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
 TEST_IMAGES = 24
-FIGURES = {'25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
-           'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png'}
+FIGURES = set(cifar_cnn.FIGURES)  # what a run writes
 
 
 def batch_bytes(images, labels, protocol=4):
@@ -149,8 +148,8 @@ def pytest_collection_modifyitems(items):
 
 PROGRAM = [sys.executable, os.path.join(ROOT, 'cifar_cnn.py')]
 TINY = ['--limit', '5', '--epochs', '2', '--batch-size', '8', '--seed', '7']  # 1 step an epoch, every figure
-# Runs stopped by signals: ([(after this in the output (None: 1.5 s in, as TensorFlow loads), this signal), ...],
-# the exit status, the last line). Ctrl-C in training stops training; the run goes on with what was learnt.
+# Runs stopped by signals: ([(after this in the output (None: as TensorFlow loads), this signal), ...], the exit
+# status, the last line). Ctrl-C in training stops training; the run goes on with what was learnt.
 SIGNALS = {
     'TensorFlow loading': ([(None, signal.SIGINT)], 130, 'Interrupted.'),
     'data loading': ([('Precision:', signal.SIGTERM)], 143, 'Terminated.'),
@@ -162,12 +161,13 @@ SIGNALS = {
 
 
 class Run:
-    """A process of cifar_cnn.py with its own TMPDIR, its output read as it comes; with head=True, only the
-    first line of its standard output, after which the pipe is closed, as `| head -1` does. It runs niced:
-    the tests of this process go first, and it takes what CPU they leave."""
+    """A process of cifar_cnn.py with its own TMPDIR, its output read as it comes; with head='...', its
+    standard output only up to the line holding that, after which the pipe is closed, as `| head` does. It runs
+    niced: the tests of this process go first, and it takes what CPU they leave."""
 
-    def __init__(self, args, folder, stdout=subprocess.PIPE, env=(), shell=None, head=False):
-        self.folder, self.tmp, self.output, self.result = folder, folder / 'tmp', [], None
+    def __init__(self, args, folder, stdout=subprocess.PIPE, env=(), shell=None, head=None):
+        self.folder, self.tmp, self.output, self.result, self.started = folder, folder / 'tmp', [], None, time.time()
+        self.head = head
         self.tmp.mkdir(parents=True)
         command = ['sh', '-c', f'exec "$@" {shell}', 'sh', *PROGRAM, *args] if shell else [*PROGRAM, *args]
         self.proc = subprocess.Popen(['nice', '-n', '10', *command], stdout=stdout, stderr=subprocess.PIPE, text=True,
@@ -186,8 +186,18 @@ class Run:
             if stream is self.proc.stderr:
                 self.errors.append(line)
 
+    def loading_tensorflow(self):
+        """Whether the process is in TensorFlow's 3 s import: its library is mapped (Linux), or 1.5 s passed."""
+        try:
+            with open(f'/proc/{self.proc.pid}/maps') as maps:
+                return 'tensorflow' in maps.read()
+        except OSError:
+            return time.time() > self.started + 1.5
+
     def read_first_line_only(self):
-        self.first_line = self.proc.stdout.readline()
+        self.first_line = self.last_line = self.proc.stdout.readline()
+        while self.last_line and self.head not in self.last_line:
+            self.last_line = self.proc.stdout.readline()
         self.proc.stdout.close()
 
     def wait(self):
@@ -206,7 +216,7 @@ def send_signals(runs):
     while pending and time.time() < start + 300:
         for phase, steps in list(pending.items()):
             run, (mark, signum) = runs[phase], steps[0]
-            if mark in ''.join(run.output) if mark else time.time() > start + 1.5:
+            if mark in ''.join(run.output) if mark else run.loading_tensorflow():
                 run.proc.send_signal(signum)
                 steps.pop(0)
                 time.sleep(0.3)
@@ -223,9 +233,9 @@ def start_cli_runs(base, cifar_dir, saved_model):
     runs = {'full': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'full' / 'figures'),
                          '--save-model', str(base / 'full' / 'model.keras')], base / 'full'),
             'predict': Run([*predict, str(base / 'nope.png')], base / 'predict'),
-            'head -1': Run(predict, base / 'head', head=True),
-            'training | head -1': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'training-head')],
-                                      base / 'training-head', head=True),
+            'head -1': Run(predict, base / 'head', head='Loaded the model'),
+            'training | head': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'training-head')],
+                                   base / 'training-head', head='Layer (type)'),  # in what Keras prints
             '> /dev/full': Run(predict, base / 'full-disk', stdout=None, shell='> /dev/full'),
             '>&-': Run(predict, base / 'closed', stdout=None, shell='>&-'),
             'KERAS_BACKEND': Run(['--limit', '5'], base / 'keras', env={'KERAS_BACKEND': 'jax'}),
@@ -256,14 +266,19 @@ def start_notebook(folder, cells):
 @pytest.fixture(scope='session')
 def background(request, tmp_path_factory):
     """The suite's slow processes, started together before the first test so that they run beside the tests
-    of this process: test_follow_along's Jupyter kernel, and test_cli's runs of the program."""
+    of this process: test_follow_along's Jupyter kernel and Python prompt, and test_cli's runs of the program."""
     modules = {item.module.__name__ for item in request.session.items}
     started = {}
     if 'test_follow_along' in modules:
-        from test_follow_along import notebook_cells
+        from test_follow_along import notebook_cells, typed_at_the_prompt
         folder = tmp_path_factory.mktemp('notebook')
         cells = notebook_cells(request.getfixturevalue('session_cifar_dir'))
         started['notebook'] = (*start_notebook(folder, cells), folder, files_under(ROOT))
+        typed = folder.parent / 'typed.py'
+        typed.write_text(typed_at_the_prompt(request.getfixturevalue('session_cifar_dir')))
+        with open(typed) as lines:  # Python's own prompt (-i), fed these lines
+            started['prompt'] = subprocess.Popen(['nice', '-n', '10', sys.executable, '-i', '-q'], stdin=lines,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if 'test_cli' in modules:
         started['cli'] = start_cli_runs(tmp_path_factory.mktemp('runs'), request.getfixturevalue('session_cifar_dir'),
                                         request.getfixturevalue('saved_model'))

@@ -350,17 +350,17 @@ def edit_weights(saved_model, path, where, **dataset):
     return rezip(saved_model, path, **{'model.weights.h5': weights.getvalue()})
 
 
-@pytest.mark.parametrize(('kind', 'weight'), list(cifar_cnn.WEIGHT_RANGES))
+@pytest.mark.parametrize(('kind', 'weight'), [*cifar_cnn.WEIGHT_RANGES, ('conv2d', 'kernel'), ('dense', 'bias')])
 def test_weights_outside_what_training_writes_are_refused(varied, tmp_path, kind, weight):
-    """Finite, but out of the range the layer's training keeps (a negative moving variance): every image
-    would get the same answer, which would look like an answer."""
+    """Finite, but out of the range the layer's training keeps (a negative moving variance; any weight beyond
+    1e4): every image would get the same answer, which would look like an answer."""
     saved = str(tmp_path / 'varied.keras')
     cifar_cnn.save_model(varied.model, saved)
     path, variable = next((path, variable) for path, variable in cifar_cnn.keras_weight_paths(varied.model).items()
                           if path.startswith(kind) and variable.name == weight)
-    low, high = cifar_cnn.WEIGHT_RANGES[kind, weight]
+    low, high = cifar_cnn.WEIGHT_RANGES.get((kind, weight), (-1e4, 1e4))
     value = variable.numpy().copy()
-    value[0] = low - 1 if math.isfinite(low) else high + 1
+    value.flat[0] = low - 1 if low == 0 else high * 10
     bad = edit_weights(saved, tmp_path / 'bad.keras', path, data=value)
     with pytest.raises(CifarError, match=rf'refused: its {weight} at layers/{path} goes outside {low:g} to {high:g}'):
         cifar_cnn.load_model(bad)
@@ -391,9 +391,10 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
     calls = []
     monkeypatch.setattr(trained.model, 'predict_on_batch', lambda x, f=trained.model.predict_on_batch: calls.append(
         len(x)) or f(x))
+    odd = tmp_path / 'a\nerror: \x1b[31mforged.png'  # a newline and a terminal's escape code in a name
     failed = cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
-                                                     str(big_jpeg), str(exact)])
-    assert failed == 2 and calls == [3]  # the images that could be read, in one batch; one named twice
+                                                     str(big_jpeg), str(exact), str(odd)])
+    assert failed == 3 and calls == [3]  # the images that could be read, in one batch; one named twice
     out, err = capsys.readouterr()
     probs = trained.model.predict(img[np.newaxis] / np.float32(255), verbose=0)[0]
     assert out.startswith(f'{exact}: {cifar_cnn.CLASSES[int(np.argmax(probs))]} ')
@@ -403,7 +404,8 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
         assert len(top) == 3 and all(name in cifar_cnn.CLASSES for name, _ in top)
         assert [p for _, p in top] == sorted([p for _, p in top], reverse=True)
     assert err.splitlines() == [f'error: {text}: not an image in a format read here (PNG, JPEG, GIF, BMP, WEBP, TIFF)',
-                                f'error: {tmp_path / "missing.png"}: no such file']
+                                f'error: {tmp_path / "missing.png"}: no such file',
+                                f'error: {tmp_path}/a\\nerror: \\x1b[31mforged.png: no such file']  # one line
 
 
 RAMP = np.linspace(0, 1, 32 * 32, dtype=np.float64).reshape(32, 32)  # black to white, every grey level
@@ -465,6 +467,18 @@ def test_transparency_shows_on_white_at_every_bit_depth(tmp_path, bits):
     pixels = cifar_cnn.read_image(str(path))
     np.testing.assert_allclose(pixels[:15], 1.0)  # white, as in an 8-bit file
     np.testing.assert_allclose(pixels[17:], 40000 / 65535, atol=1 / 255)
+
+
+def test_a_jpeg_in_too_many_scans_is_refused_before_it_is_decoded(tmp_path):
+    """Each scan of a progressive JPEG is a pass over every pixel, and libjpeg counts none: a 2 MB file of
+    200,000 empty scans over 9000 x 9000 pixels takes hours. Photos have at most a few dozen."""
+    buffer = io.BytesIO()
+    Image.new('L', (64, 64), 128).save(buffer, 'JPEG', progressive=True)
+    data = buffer.getvalue()
+    last_scan = data[data.rindex(b'\xff\xda'):-2]  # the last scan, up to the end-of-image marker
+    (tmp_path / 'scans.jpg').write_bytes(data[:-2] + last_scan * 200 + data[-2:])
+    with pytest.raises(CifarError, match=r'scans.jpg: a JPEG in 2\d\d scans; photos have at most a few dozen$'):
+        cifar_cnn.read_image(str(tmp_path / 'scans.jpg'))
 
 
 def test_formats_outside_the_list_are_refused_unopened(tmp_path):

@@ -69,12 +69,13 @@ def test_load_model_runs_the_steps_after_training(saved_model, session_cifar_dir
 
 # ─── Output streams: a reader gone, a full disk, no standard output at all ───────────────────────
 
-@pytest.mark.parametrize('run_name', ['head -1', 'training | head -1'])
+@pytest.mark.parametrize('run_name', ['head -1', 'training | head'])
 def test_a_reader_that_stops_reading_ends_it_quietly(runs, run_name):
-    """| head -1: the first line arrives, then the program stops as Unix programs do, 128 + SIGPIPE, with
-    nothing on stderr: no BrokenPipeError, not even Python's at exit."""
+    """| head: the first lines arrive (the first alone; or up to the middle of the model's summary, which Keras
+    prints), then the program stops as Unix programs do, 128 + SIGPIPE, with nothing on stderr: no
+    BrokenPipeError, not even Python's at exit."""
     run, code, output = runs[run_name]
-    assert run.first_line.startswith(('Loaded the model from', 'Precision: '))
+    assert run.first_line.startswith(('Loaded the model from', 'Precision: ')) and run.head in run.last_line
     assert (code, output) == (128 + signal.SIGPIPE, '')
     assert os.listdir(run.tmp) == []
 
@@ -119,21 +120,31 @@ def test_a_signal_at_any_phase_stops_cleanly(runs, phase):
 
 @pytest.mark.parametrize(('option', 'message'), [
     ('--figures-dir', 'cannot write figures to {blocker}/sub: Not a directory'),
+    ('--figures-dir', ('cannot write figures to {taken}/history.png: a folder or a special file is there, not a '
+                       'place for a file')),
     ('--save-model', 'cannot write the model to {blocker}: it is a file, not a folder'),
     ('--tensorboard', 'cannot write TensorBoard logs to {blocker}/sub: Not a directory')])
 def test_what_cannot_be_written_fails_before_the_data_loads(tmp_path, capsys, option, message):
-    blocker = tmp_path / 'a-file'
+    blocker, taken = tmp_path / 'a-file', tmp_path / 'taken'
     blocker.write_text('')
-    target = {'--save-model': f'{blocker}/m.keras'}.get(option, f'{blocker}/sub')
-    code = cifar_cnn.main([option, target, '--data-dir', '/nonexistent'])  # loading would fail differently
+    (taken / 'history.png').mkdir(parents=True)  # a figure's name, taken by a folder
+    target = {'--save-model': f'{blocker}/m.keras'}.get(option, taken if 'taken' in message else f'{blocker}/sub')
+    code = cifar_cnn.main([option, str(target), '--data-dir', '/nonexistent'])  # loading would fail differently
     assert code == 1
-    assert capsys.readouterr().err.strip() == 'error: ' + message.format(blocker=blocker)
+    assert capsys.readouterr().err.strip() == 'error: ' + message.format(blocker=blocker, taken=taken)
 
 
-def test_save_model_onto_a_folder_fails_before_training(tmp_path, capsys):
-    (tmp_path / 'm.keras').mkdir()
-    assert cifar_cnn.main(['--save-model', str(tmp_path / 'm.keras'), '--data-dir', '/nonexistent']) == 1
-    assert 'is a folder or a special file, not a place for a model' in capsys.readouterr().err
+@pytest.mark.parametrize('there', ['a folder', 'a pipe', 'a file this process may not replace'])
+def test_save_model_onto_what_cannot_take_it_fails_before_training(tmp_path, capsys, monkeypatch, there):
+    path = tmp_path / 'm.keras'
+    path.mkdir() if there == 'a folder' else os.mkfifo(path) if there == 'a pipe' else path.write_bytes(b'model')
+    if there.startswith('a file'):  # as an immutable file, or someone else's in /tmp: access() says no
+        monkeypatch.setattr(cifar_cnn.os, 'access', lambda target, mode: not target.endswith('m.keras'))
+    assert cifar_cnn.main(['--save-model', str(path), '--figures-dir', str(tmp_path / 'f'), '--data-dir',
+                           '/nonexistent']) == 1
+    assert capsys.readouterr().err == f'error: cannot write the model to {path}: ' + (
+        'the file there cannot be replaced (read-only, or not yours)\n' if there.startswith('a file') else
+        'a folder or a special file is there, not a place for a file\n')
 
 
 def test_missing_data_is_one_line_exit_1(tmp_path, capsys):
@@ -183,10 +194,10 @@ def test_a_validation_split_leaving_nothing_fails_before_any_figure(session_cifa
 
 
 def test_warnings_are_held_back_when_an_error_line_follows(monkeypatch, capsys):
-    def warn_then_fail(args):
+    def warn_then_fail(*args, **kwargs):
         cifar_cnn.warnings.warn('invalid value encountered in divide', RuntimeWarning)
         raise cifar_cnn.CifarError('photo.tif: damaged image')
-    monkeypatch.setattr(cifar_cnn, 'prepare', warn_then_fail)
+    monkeypatch.setattr(cifar_cnn, 'check_writable', warn_then_fail)
     assert cifar_cnn.main(['--data-dir', 'x']) == 1
     assert capsys.readouterr().err == 'error: photo.tif: damaged image\n'
 

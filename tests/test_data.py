@@ -4,8 +4,10 @@ import io
 import os
 import pickle
 import shutil
+import subprocess
 import tarfile
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -38,9 +40,14 @@ def check_arrays(loaded, written):
 
 
 @pytest.mark.parametrize('layout', ['folder holding cifar-10-batches-py', 'cifar-10-batches-py itself',
-                                    'folder holding the .tar.gz'])
+                                    'folder holding the .tar.gz', 'the .tar.gz packed from inside (tar -C . )'])
 def test_every_data_dir_layout_gives_the_same_arrays(tmp_path, layout):
-    if layout.endswith('.tar.gz'):
+    if 'inside' in layout:  # members ./ and ./cifar-10-batches-py/...
+        folder, written = make_cifar_folder(str(tmp_path / 'src'))
+        with tarfile.open(tmp_path / 'cifar-10-python.tar.gz', 'w:gz') as tar:
+            tar.add(os.path.dirname(folder), arcname='.')
+        data_dir = str(tmp_path)
+    elif layout.endswith('.tar.gz'):
         _, written = make_tarball(str(tmp_path))
         data_dir = str(tmp_path)
     else:
@@ -250,6 +257,40 @@ def test_a_tarball_that_unpacks_too_big_is_refused(tmp_path, monkeypatch):
         tar.addfile(info, io.BytesIO(bytes(info.size)))
     assert os.path.getsize(tmp_path / 'cifar-10-python.tar.gz') < 10_000
     refused(str(tmp_path), r'cifar-10-python.tar.gz: unpacks to more than 1,000,000 bytes')
+
+
+def pickled(*opcodes):
+    """A protocol-2 pickle of a numpy array from its opcodes: _reconstruct(ndarray, (0,), b'b'), then its state."""
+    return (b'\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R'
+            + b''.join(opcodes) + b'b.')
+
+
+HUGE_NUMBER = b'\x8b' + (20_000).to_bytes(4, 'little') + b'\x01' * 20_000  # LONG4: a 48,000-digit whole number
+U1 = b'cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb'
+
+
+@pytest.mark.parametrize(('claim', 'message'), [
+    (pickled(b'(K\x01(', HUGE_NUMBER, b'q\x01', b'h\x01' * 29, b't', U1, b'\x89C\x00t'),  # shape (huge,) * 30
+     r"data_batch_1: damaged or not a CIFAR-10 batch file \(an array whose state is not the one numpy writes\)"),
+    (b'\x80\x02}(C\x04dataJ\x00\x00\x00\x00C\x06labels](K\x00' + HUGE_NUMBER + b'eu.',
+     r"data_batch_1: (b'data' is not an array|labels must be 0-9, found 0..a huge number)")])
+def test_numbers_a_pickle_claims_cost_no_time_before_they_are_checked(tmp_path, claim, message):
+    """A few kB claiming shapes or labels of thousands of digits: refused at once, never multiplied or printed."""
+    start = time.perf_counter()
+    with pytest.raises(CifarError, match=message):
+        cifar_cnn.read_batch('data_batch_1', claim)
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.skipif(not shutil.which('tar'), reason='needs GNU tar to make a sparse member')
+def test_a_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp_path):
+    """Sparse members: a 4 GB file of holes packs into bytes, and reading it would fill every hole."""
+    folder, _ = make_cifar_folder(str(tmp_path / 'src'))
+    os.truncate(os.path.join(folder, 'data_batch_2'), 4 * 2**30)
+    subprocess.run(['tar', '-S', '--format=posix', '-czf', str(tmp_path / 'cifar-10-python.tar.gz'), '-C',
+                    str(tmp_path / 'src'), 'cifar-10-batches-py'], check=True)
+    assert os.path.getsize(tmp_path / 'cifar-10-python.tar.gz') < 1_000_000
+    refused(str(tmp_path), r'cifar-10-batches-py/data_batch_2 claims more than 67,108,864 bytes')
 
 
 # ─── Things that are not regular files: refused at once, never opened ────────────────────────────

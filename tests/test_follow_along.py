@@ -75,6 +75,21 @@ def test_in_jupyter_a_step_called_too_early_is_one_line(notebook):
         'CifarError: train_model() needs the data prepared: cnn.preprocess_data() first']
 
 
+def typed_at_the_prompt(data_dir):
+    """What a learner types at Python's prompt: a step too early, an argument out of range, then an error that
+    is not the program's."""
+    return (f'import sys\nsys.path.insert(0, {ROOT!r})\nfrom cifar_cnn import CifarCNN\n'
+            f'cnn = CifarCNN(data_dir={data_dir!r})\ncnn.train_model()\nCifarCNN(limit=-5)\n1 / 0\n')
+
+
+def test_at_pythons_prompt_a_mistake_is_one_line_too(background):
+    _, err = background['prompt'].communicate(timeout=300)
+    assert [line.split('>>> ')[-1] for line in err.splitlines() if 'CifarError' in line] == [
+        'CifarError: train_model() needs the data prepared: cnn.preprocess_data() first',
+        'CifarError: limit=-5: must be a whole number from 1 to 50,000']
+    assert err.count('Traceback') == 1 and 'ZeroDivisionError' in err  # not the program's: as Python shows it
+
+
 def test_in_jupyter_nothing_is_written(notebook):
     _, folder, repository = notebook
     assert os.listdir(folder) == [] and files_under(ROOT) == repository

@@ -17,6 +17,7 @@ import os
 import pickle
 import pickletools
 import random
+import struct
 import tarfile
 import warnings
 import zipfile
@@ -239,14 +240,24 @@ def test_tarballs(tmp_path, layer):
     fuzz(tmp_path, 'cifar-10-python.tar.gz', seeds, mutate_one, cifar_cnn.read_tarball, cases=CASES // 2)
 
 
-IMAGE_SEEDS = {  # every format read_image opens, in the modes and encodings Pillow writes it
-    'PNG': [('RGB', {}), ('P', {}), ('RGBA', {}), ('L', {'transparency': 7}), ('I;16', {}), ('1', {})],
-    'JPEG': [('RGB', {}), ('L', {}), ('CMYK', {}), ('RGB', {'progressive': True})],
+def exif():
+    """EXIF as cameras write it: an orientation (read_image turns the image upright by it) and tags of every
+    type: text, whole numbers, fractions."""
+    tags = Image.Exif()
+    tags.update({0x0112: 6, 0x010F: 'Camera', 0x0131: 'Software 1.0', 0x0128: 2, 0x011A: 72.0, 0x0132: '2026:11:30'})
+    return tags.tobytes()
+
+
+IMAGE_SEEDS = {  # every format read_image opens, in the modes and encodings Pillow writes it, with and without EXIF
+    'PNG': [('RGB', {}), ('P', {}), ('RGBA', {}), ('L', {'transparency': 7}), ('I;16', {}), ('1', {}),
+            ('RGB', {'exif': exif()})],
+    'JPEG': [('RGB', {}), ('L', {}), ('CMYK', {}), ('RGB', {'progressive': True}), ('RGB', {'exif': exif()})],
     'GIF': [('P', {}), ('L', {'transparency': 3})],
     'BMP': [('RGB', {}), ('P', {}), ('1', {}), ('RGBA', {})],
-    'WEBP': [('RGB', {}), ('RGBA', {'lossless': True})],
+    'WEBP': [('RGB', {}), ('RGBA', {'lossless': True}), ('RGB', {'exif': exif()})],
     'TIFF': [('RGB', {}), ('RGB', {'compression': 'tiff_deflate'}), ('RGB', {'compression': 'tiff_lzw'}),
-             ('L', {'compression': 'packbits'}), ('I;16', {}), ('F', {}), ('CMYK', {}), ('1', {'compression': 'group4'})]}
+             ('L', {'compression': 'packbits'}), ('I;16', {}), ('F', {}), ('CMYK', {}), ('1', {'compression': 'group4'}),
+             ('RGB', {'exif': exif()})]}
 
 
 @pytest.mark.parametrize('fmt', cifar_cnn.IMAGE_FORMATS)
@@ -259,6 +270,33 @@ def test_images(tmp_path, fmt):
         return png_chunks_fixed(data) if fmt == 'PNG' and rng.random() < 0.7 else data
     loaded = fuzz(tmp_path, f'photo.{fmt.lower()}', seeds, mutate_one, cifar_cnn.read_image, cases=CASES // 3)
     assert loaded > 0
+
+
+EXIF_TAGS = [0x0112, 0x010F, 0x0110, 0x0128, 0x011A, 0x0131, 0x0132, 0x8769, 0x8825, 0x0100, 0xA002, 0x9003]
+
+
+def exif_of_any_types(rng):
+    """An EXIF block whose tags (orientation, make, resolution, ...) each carry a type of TIFF's twelve, a
+    count and a value at random: what a camera or an editor may write, and what a damaged file holds."""
+    tags = sorted(rng.sample(EXIF_TAGS[1:], rng.randint(1, len(EXIF_TAGS) - 1)) + [0x0112])
+    data = b''.join(struct.pack('<HHIHH', tag, 3, 1, rng.randint(2, 8), 0) if tag == 0x0112 and rng.random() < 0.8
+                    else struct.pack('<HHI', tag, rng.randint(1, 12), rng.choice([0, 1, 2, 4, 9, 2**31]))
+                    + rng.choice([struct.pack('<I', rng.choice([0, 6, 70000, 2**32 - 1])), rng.randbytes(4)])
+                    for tag in tags)  # mostly a valid orientation: then the image is turned, and its EXIF written anew
+    return b'Exif\x00\x00II*\x00\x08\x00\x00\x00' + struct.pack('<H', len(tags)) + data + b'\x00' * 4 + rng.randbytes(64)
+
+
+@pytest.mark.parametrize('fmt', ['JPEG', 'PNG', 'WEBP'])
+def test_images_with_exif_of_any_tag_types(tmp_path, fmt):
+    """read_image turns a picture upright by its EXIF, so EXIF's every tag is read: whatever types they claim."""
+    rng = random.Random(f'{SEED}-exif-{fmt}')
+    path = tmp_path / f'photo.{fmt.lower()}'
+    for case in range(CASES // 10):
+        path.write_bytes(picture(fmt, exif=exif_of_any_types(rng)))
+        try:
+            outcome(cifar_cnn.read_image, str(path))
+        except Exception as e:  # noqa: BLE001 -- the finding
+            pytest.fail(f'exif case {case} (FUZZ_SEED={SEED}) raised {type(e).__name__}: {e}; kept in {path}')
 
 
 def test_keras_files(saved_model, tmp_path):

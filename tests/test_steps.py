@@ -1,6 +1,7 @@
 """The post's steps, one test per method of `CifarCNN`, in the post's order, on tiny synthetic data; then
 a learner's mistakes with them: arguments out of range and steps called too early."""
 
+import fractions
 import os
 import re
 import warnings
@@ -97,6 +98,13 @@ def test_evaluate_model_prints_and_plots_the_whole_history(trained, capsys, monk
     assert lowest < 0.5 and limits == [[np.floor(lowest * 10) / 10, 1]]  # the post's [0.5, 1] would hide it
 
 
+def test_evaluate_model_plots_the_history_even_if_train_model_s_was_not_kept(trained, monkeypatch, tmp_path):
+    monkeypatch.setattr(trained, 'history', None)  # cnn.train_model() typed without cnn.history =
+    monkeypatch.setattr(trained, 'figures_dir', str(tmp_path))
+    trained.evaluate_model()
+    assert trained.history is trained.model.history and os.listdir(tmp_path) == ['history.png']
+
+
 def test_plot_img_colours_and_label(trained):
     fig = cifar_cnn.plt.figure()
     prediction = np.array([0.05, 0.8, 0.15] + [0.0] * 7)
@@ -180,14 +188,24 @@ MADE_BY = {'test_ds': r'the data prepared: cnn\.preprocess_data\(\)',
            'predictions': r"the model's predictions: cnn\.make_prediction\(\)"}
 
 
+NOT_WHAT_IT_MAKES = {  # for each thing a step makes, one of its type that the step does not make
+    'model': cifar_cnn.keras.Sequential([cifar_cnn.keras.Input((32, 32, 3)), cifar_cnn.keras.layers.Flatten(),
+                                         cifar_cnn.keras.layers.Dense(10)]),  # no convolution, never compiled
+    'predictions': np.full((5, 10), 0.1, np.float32)}  # not one row per test image
+
+
 @pytest.mark.parametrize(('step', 'missing', 'instead'), [
-    (step, made, instead) for step, needs in STEPS_FIRST.items() for made in needs for instead in ('none', 'the method')
+    (step, made, instead) for step, needs in STEPS_FIRST.items() for made in needs
+    for instead in ('none', 'the method', *([NOT_WHAT_IT_MAKES[made]] if made in NOT_WHAT_IT_MAKES else []))
     if (made, instead) != ('history', 'none')])  # no history: a loaded model, whose evaluate_model() plots none
 def test_a_step_called_before_the_one_it_needs_says_which(trained, monkeypatch, step, missing, instead):
     """Every step with each earlier step missing (or its result the method itself, the brackets forgotten:
     cnn.model = cnn.build_model): one line naming the step to run first, in the post's words."""
-    monkeypatch.setattr(trained, missing, None if instead == 'none' else trained.build_model)
-    with pytest.raises(CifarError, match=rf'^{step}\(\) needs {MADE_BY[missing]} first$'):
+    kind = instead if isinstance(instead, str) else 'another'
+    monkeypatch.setattr(trained, missing, {'none': None, 'the method': trained.build_model}.get(kind, instead))
+    brackets = re.escape({'none': '', 'the method': f' (cnn.{missing} holds the method itself: add the brackets)',
+                          'another': f' (cnn.{missing} is not what it makes)'}[kind])
+    with pytest.raises(CifarError, match=rf'^{step}\(\) needs {MADE_BY[missing]} first{brackets}$'):
         getattr(trained, step)()
 
 
@@ -196,15 +214,25 @@ def test_a_step_called_before_the_one_it_needs_says_which(trained, monkeypatch, 
     (lambda cnn: cnn.plot_img(cnn.predictions[0], 10, cnn.test_imgs[0]), r'^actual_label=10: .* 0 to 9$'),
     (lambda cnn: cnn.plot_img(cnn.predictions[0], 1, np.zeros(5)), r'^img must be a picture'),
     (lambda cnn: cnn.plot_predictions(cnn.predictions[0], -1), r'^actual_label=-1: .* 0 to 9$'),
-    (lambda cnn: cnn.plot_predictions('cat', 3), r'^prediction must be 10 probabilities'),
+    (lambda cnn: cnn.plot_predictions('cat', 3), r'^prediction must be numbers, not str cat'),
     (lambda cnn: cnn.plot_feature_maps(index=-1), r'^index=-1: must be a whole number from 0 to 23$'),
     (lambda cnn: cnn.feature_maps(24), r'^index=24: must be a whole number from 0 to 23$'),
     (lambda cnn: cnn.plot_feature_maps(channels=0), r'^channels=0: must be a whole number from 1 to 32$'),
     (lambda cnn: cnn.plot_grad_cam(count=0), r'^count=0: must be a whole number from 1 to 50$'),
-    (lambda cnn: cnn.grad_cam(cnn.test_imgs[0]), r'imgs must be images of shape \(N, 32, 32, 3\)')])
+    (lambda cnn: cnn.grad_cam(cnn.test_imgs[0]), r'imgs must be images of shape \(N, 32, 32, 3\)'),
+    (lambda cnn: cnn.grad_cam([[1], 2]), r'^grad_cam\(imgs\): imgs must be numbers, not list'),
+    (lambda cnn: cnn.plot_img([[1], 2], 1, cnn.test_imgs[0]), r'^prediction must be numbers, not list'),
+    (lambda cnn: cnn.plot_img(cnn.predictions[0], 1, np.array([['a']])), r'^img must be numbers, not ndarray'),
+    (lambda cnn: cnn.plot_img(cnn.predictions[0], 1, np.zeros((0, 0, 3))), r'^img must be a picture')])
 def test_a_plotting_steps_own_argument_out_of_range_is_one_line(trained, call, message):
     with pytest.raises(CifarError, match=message):
         call(trained)
+
+
+def test_numbers_from_numpy_tensorflow_or_fractions_are_taken(trained):
+    heat = trained.grad_cam(cifar_cnn.tf.constant(trained.test_imgs[:2]))  # a uint8 tensor, as numpy's
+    np.testing.assert_allclose(heat, trained.grad_cam(trained.test_imgs[:2]), atol=1e-6)
+    assert Variations(dropout=fractions.Fraction(1, 4)).dropout == 0.25  # a float, which Keras can save
 
 
 def test_a_mistake_is_one_line_in_jupyter_too():

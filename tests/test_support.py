@@ -4,7 +4,9 @@ under any legal name, never littering), signals, precision, thread settings and 
 import contextlib
 import io
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 
@@ -70,9 +72,10 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(trained,
     assert os.listdir(tmp_path) == [name]
 
 
-def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path, monkeypatch, capsys):
+def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path, monkeypatch, capfd):
     """SIGTERM or Ctrl-C while a file is half-written (e.g. --save-model): stop_now says so and exits at once,
-    leaving neither the temporary file nor half a file at the target."""
+    leaving neither the temporary file nor half a file at the target. Its line shows even while stderr is
+    held by stderr_dropped() (as when an image is read)."""
     monkeypatch.setattr(cifar_cnn.os, '_exit', lambda code: (_ for _ in ()).throw(SystemExit(code)))
     for signum, code, message in ((signal.SIGTERM, 143, 'Terminated.'), (signal.SIGINT, 130, 'Interrupted.')):
         previous = signal.signal(signum, cifar_cnn.stop_now)
@@ -82,11 +85,11 @@ def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path, monkeypatc
                 f.write(b'half a model')
             signal.raise_signal(signum)
         try:
-            with pytest.raises(SystemExit) as stopped:
+            with pytest.raises(SystemExit) as stopped, cifar_cnn.stderr_dropped(re.compile('')):
                 cifar_cnn.write_atomically(str(tmp_path / 'm.keras'), half_write)
         finally:
             signal.signal(signum, previous)
-        assert stopped.value.code == code and capsys.readouterr().err.strip() == message
+        assert stopped.value.code == code and capfd.readouterr().err.strip() == message
         assert os.listdir(tmp_path) == [] and not cifar_cnn.PENDING
 
 
@@ -97,7 +100,7 @@ LEGAL_NAMES = ['x' * 249 + '.keras',  # 255 characters, the most a name may have
 @pytest.mark.parametrize('name', LEGAL_NAMES)
 def test_any_legal_name_is_checked_before_training_and_then_written(trained, tmp_path, name):
     target = str(tmp_path / 'out' / name)
-    cifar_cnn.check_writable(str(tmp_path / 'out'), 'the model', file=target)  # what --save-model checks first
+    cifar_cnn.check_writable(str(tmp_path / 'out'), 'the model', [name])  # what --save-model checks first
     cifar_cnn.save_model(trained.model, target)
     assert os.listdir(tmp_path / 'out') == [name] and cifar_cnn.load_model(target)
 
@@ -105,24 +108,34 @@ def test_any_legal_name_is_checked_before_training_and_then_written(trained, tmp
 def test_a_name_too_long_fails_before_training_and_leaves_nothing(tmp_path):
     name = 'x' * 250 + '.keras'
     with pytest.raises(CifarError, match=rf'^cannot write the model to .*{name}: File name too long$'):
-        cifar_cnn.check_writable(str(tmp_path / 'new'), 'the model', file=str(tmp_path / 'new' / name))
+        cifar_cnn.check_writable(str(tmp_path / 'new'), 'the model', [name])
     assert os.listdir(tmp_path) == []
 
 
-def test_files_are_written_through_symbolic_links(trained, tmp_path):
-    """A link to a model (or to where one will be) is written through: the link stays, the file it names is
-    the new model, and nothing else is left beside either."""
+def test_files_are_written_through_symbolic_links_to_files_only(trained, tmp_path):
+    """A link to a model (or to where one will be), or a figures folder that is a link to where one will be,
+    is written through: the link stays, the file it names is the new one, nothing else is left beside either.
+    A link to a pipe or a device is refused, before anything is written, and the pipe stays."""
     (tmp_path / 'models').mkdir()
     (tmp_path / 'models' / 'old.keras').write_bytes(b'previous')
     (tmp_path / 'latest.keras').symlink_to(tmp_path / 'models' / 'old.keras')
     (tmp_path / 'next.keras').symlink_to(tmp_path / 'models' / 'next.keras')  # not there yet
     for link in ('latest.keras', 'next.keras'):
         path = str(tmp_path / link)
-        cifar_cnn.check_writable(str(tmp_path), 'the model', file=cifar_cnn.real_path(path))
+        cifar_cnn.check_writable(str(tmp_path), 'the model', [link])
         cifar_cnn.save_model(trained.model, path)
         assert os.path.islink(path) and cifar_cnn.load_model(path)
     assert sorted(os.listdir(tmp_path / 'models')) == ['next.keras', 'old.keras']
     assert sorted(os.listdir(tmp_path)) == ['latest.keras', 'models', 'next.keras']
+    (tmp_path / 'figures').symlink_to(tmp_path / 'made' / 'here')  # a dangling link: its folder is made
+    cifar_cnn.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES)
+    os.mkfifo(tmp_path / 'pipe')
+    (tmp_path / 'made' / 'here' / 'history.png').symlink_to(tmp_path / 'pipe')
+    for check in (lambda: cifar_cnn.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES),
+                  lambda: cifar_cnn.write_atomically(str(tmp_path / 'figures' / 'history.png'), print)):
+        with pytest.raises(CifarError, match=r'(pipe|history.png): (it is )?a folder or a special file'):
+            check()
+    assert os.listdir(tmp_path / 'made' / 'here') == ['history.png'] and stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode)
 
 
 def test_a_working_folder_deleted_during_a_run_is_one_line(session_cifar_dir, tmp_path, monkeypatch):
