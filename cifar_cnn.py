@@ -12,8 +12,7 @@ import re
 import sys
 import tempfile
 
-# Before TensorFlow loads: what it reads then (yours win), its log level, oneDNN and, on 2 CPUs, the thread
-# layout measured fastest per CPU kind (bench/README.md); its start-up notes on stderr, dropped below.
+# Before TensorFlow loads: what it reads then (yours win; the thread layout on 2 CPUs: bench/README.md), a quiet start.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 CPU_FLAGS = set()  # the CPU's feature flags, e.g. {'avx2', 'avx512_bf16'} (Linux; elsewhere none)
@@ -28,7 +27,6 @@ STARTUP_NOTES = re.compile(  # a failed search for a GPU is no error where no NV
     r'|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] '
     r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.'
     + ('' if os.path.exists('/proc/driver/nvidia') else r'|E\d{4} .* cuda_platform\.cc:\d+\] failed call to cuInit'))
-
 real_stderr = 2  # where file descriptor 2 goes while stderr_dropped() holds it
 
 @contextlib.contextmanager
@@ -688,7 +686,7 @@ def keras_load_data():
                                                                                               TimeoutError)):
             reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(e))
             raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz from '
-                             f'{CIFAR_PAGE} yourself and point --data-dir (data_dir= in Python) at its folder') from None
+                             f'{CIFAR_PAGE} yourself; point --data-dir (data_dir= in Python) at its folder') from None
         if isinstance(e, (OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError, tarfile.TarError)):
             cache = os.path.join(os.path.expanduser(home or '~/.keras'), 'datasets')
             raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(e)}); if its download cache is damaged, "
@@ -882,7 +880,8 @@ def matching_network(config, label):
     wanted = json.loads(json.dumps(model.get_config()['layers']))
     def described(layer):  # what must match: all but the name and the dtype policy
         config = layer.get('config')
-        settings = {k: v for k, v in config.items() if k not in ('name', 'dtype')} if isinstance(config, dict) else config
+        settings = {k: v for k, v in config.items() if k not in ('name', 'dtype')} if isinstance(config, dict) \
+            else config
         return layer.get('module'), layer.get('class_name'), settings
     for i in range(max(len(saved), len(wanted))):
         got, want = (saved[i] if i < len(saved) else {}), (wanted[i] if i < len(wanted) else {})
@@ -1233,7 +1232,7 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=option('seed', int), help='random seed: same seed, same machine, same numbers')
     p.add_argument('--data-dir', type=option('data_dir'), metavar='DIR', help='read CIFAR-10 from DIR: '
                    'cifar-10-batches-py, a folder holding it, or one holding cifar-10-python.tar.gz')
-    p.add_argument('--figures-dir', type=option('figures_dir'), metavar='DIR', help='where figures go (default: figures)')
+    p.add_argument('--figures-dir', type=option('figures_dir'), metavar='DIR', help='where figures go (figures)')
     p.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
     p.add_argument('--limit', type=option('limit', int), metavar='N', help='only the first N training and N test '
                    'images, 1-50,000 (a quick run)')

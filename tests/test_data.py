@@ -112,8 +112,8 @@ def test_without_data_dir_it_is_kerases_loader_and_cache(keras_cache, keras_size
 
 def test_no_network_is_one_line_saying_what_to_do(keras_cache, tmp_path, capsys):
     with pytest.raises(CifarError, match=r'^could not download CIFAR-10 \(\[Errno -3\] Temporary failure in name '
-                                         r'resolution\)\. Download cifar-10-python.tar.gz from https://\S+ yourself '
-                                         r'and point --data-dir \(data_dir= in Python\) at its folder$'):
+                                         r'resolution\)\. Download cifar-10-python.tar.gz from https://\S+ yourself; '
+                                         r'point --data-dir \(data_dir= in Python\) at its folder$'):
         load_cifar10(None)
     assert os.listdir(keras_cache) == []  # no half-downloaded file left in the cache
     assert cifar_cnn.main(['--figures-dir', str(tmp_path / 'figures')]) == 1
