@@ -80,19 +80,13 @@ def test_a_reader_that_stops_reading_ends_it_quietly(runs, run_name):
     assert os.listdir(run.tmp) == []
 
 
-@pytest.mark.parametrize(('run_name', 'message'), [
+@pytest.mark.parametrize(('run_name', 'message'), [  # answers that cannot be written: an error, not a success
     ('> /dev/full', 'error: cannot write standard output (No space left on device)\n'),
-    ('>&-', 'error: standard output is closed, so what this prints would be lost\n')])
-def test_answers_that_cannot_be_written_are_an_error_not_a_success(runs, run_name, message):
-    _, code, output = runs[run_name]
-    assert (code, output) == (1, message)
-
-
-@pytest.mark.parametrize(('variable', 'message'), [
-    ('KERAS_BACKEND', "error: KERAS_BACKEND=jax: runs on TensorFlow only; unset it\n"),
+    ('>&-', 'error: standard output is closed, so what this prints would be lost\n'),
+    ('KERAS_BACKEND', "error: KERAS_BACKEND=jax: runs on TensorFlow only; unset it\n"),  # where it cannot run
     ('MPLBACKEND', 'error: MPLBACKEND=nonsense: not a backend matplotlib knows; unset it\n')])
-def test_an_environment_it_cannot_run_in_is_one_line(runs, variable, message):
-    _, code, output = runs[variable]
+def test_where_it_cannot_write_or_run_it_says_so_in_one_line(runs, run_name, message):
+    _, code, output = runs[run_name]
     assert (code, output) == (1, message)
 
 
