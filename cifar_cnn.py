@@ -607,8 +607,10 @@ def check_prediction(prediction, actual_label, img=None):  # plot_img's and plot
     if as_numbers(prediction, 'prediction').shape != (len(CLASSES),):
         raise CifarError(f'prediction must be {len(CLASSES)} probabilities, one per class (a row of cnn.predictions)')
     check_number('actual_label', actual_label, 0, len(CLASSES) - 1)
-    shape = None if img is None else as_numbers(img, 'img').shape
-    if shape is not None and not (len(shape) == 2 or len(shape) == 3 and shape[2] in (3, 4)) or 0 in (shape or ()):
+    if img is None:  # plot_predictions: no picture
+        return
+    shape = as_numbers(img, 'img').shape
+    if not (len(shape) == 2 or len(shape) == 3 and shape[2] in (3, 4)) or 0 in shape:
         raise CifarError(f'img must be a picture, (height, width, 3) pixels, not an array of shape {shape}')
 
 def option(name, parse=str):  # an argparse type: the option's text, parsed (int, float), checked by RULES
