@@ -1141,14 +1141,15 @@ def check_writable(folder, what, names=()):
     and one there already must be a regular file this process may replace."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise CifarError(f'cannot write {what} to {folder}: it is a file, not a folder')
-    created, parent = [], real_path(folder)
+    created, real = [], real_path(folder)
+    parent = real
     while not os.path.exists(parent) and parent != os.path.dirname(parent):  # deepest first
         created.append(parent)
         parent = os.path.dirname(parent)
     CREATED.extend(created)
     target = folder
     try:
-        os.makedirs(real_path(folder), exist_ok=True)
+        os.makedirs(real, exist_ok=True)
         for target in [real_path(os.path.join(folder, name)) for name in names] or [os.path.join(folder, '.probe')]:
             if os.path.exists(target) and not os.path.isfile(target):
                 raise IsADirectoryError(21, 'a folder or a special file is there, not a place for a file')
