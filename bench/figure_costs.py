@@ -20,6 +20,7 @@ from common import ROOT, machine
 
 sys.path.insert(0, ROOT)
 import cifar_cnn  # after the path is set
+import cifar_cnn_plumbing as plumbing
 
 
 def main():
@@ -28,8 +29,8 @@ def main():
     p.add_argument('--repeats', type=int, default=3)
     args = p.parse_args()
 
-    cifar_cnn.matplotlib.use('Agg')
-    policy, _ = cifar_cnn.choose_precision('auto')
+    plumbing.matplotlib.use('Agg')
+    policy, _ = plumbing.choose_precision('auto')
     cifar_cnn.keras.mixed_precision.set_global_policy(policy)
     cifar_cnn.keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as figures, contextlib.redirect_stdout(io.StringIO()):

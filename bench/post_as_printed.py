@@ -2,10 +2,10 @@
 
 Fixes, and nothing else: `np` and `keras` imported; `self.epochs`, `self.model` and
 `self.history` set; `plot_img` indented into the class; data read from --data-dir (no network
-here) with cifar_cnn.load_cifar10, which returns what `datasets.cifar10.load_data()` does;
+here) with cifar_cnn_readers.load_cifar10, which returns what `datasets.cifar10.load_data()` does;
 figures drawn off screen (Agg), so `plt.show()` returns at once. Like the post, it divides by
 255.0 (float64 arrays), fits on numpy arrays at batch 32, uses `input_shape=`, and runs with
-TensorFlow's own thread settings. It prints the same "Epoch times (s):" (cifar_cnn.EpochTimer)
+TensorFlow's own thread settings. It prints the same "Epoch times (s):" (its EpochTimer)
 and "Accuracy:" lines as cifar_cnn.py, for benchmark.py.
 
 usage: python bench/post_as_printed.py DATA_DIR EPOCHS SEED
@@ -25,12 +25,10 @@ import tensorflow as tf
 from tensorflow.keras import layers, models
 
 environment = dict(os.environ)
-from cifar_cnn import (  # EpochTimer: measurement only, not in the post
-    EpochTimer,
-    load_cifar10,
-)
+from cifar_cnn_plumbing import EpochTimer  # measurement only, not in the post
+from cifar_cnn_readers import load_cifar10
 
-os.environ.clear()  # importing cifar_cnn set its thread layout for TensorFlow: the post runs with
+os.environ.clear()  # importing cifar_cnn_plumbing set its thread layout for TensorFlow: the post runs with
 os.environ.update(environment)  # TensorFlow's defaults, as printed
 
 

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import best_ms, layer_flops
 
 import cifar_cnn
+import cifar_cnn_plumbing as plumbing
 
 keras, tf = cifar_cnn.keras, cifar_cnn.tf
 
@@ -25,9 +26,9 @@ def main():
     p.add_argument('--precision', choices=['auto', 'float32', 'mixed'], default='auto')
     p.add_argument('--batch', type=int, default=32)
     args = p.parse_args()
-    policy, why = cifar_cnn.choose_precision(args.precision)
+    policy, why = plumbing.choose_precision(args.precision)
     keras.mixed_precision.set_global_policy(policy)
-    model = cifar_cnn.build_network(cifar_cnn.Variations())
+    model = cifar_cnn.build_network()
     x = tf.random.uniform((args.batch, 32, 32, 3))
     y = tf.random.uniform((args.batch, 1), maxval=10, dtype=tf.int32)
     optimizer, loss_fn = keras.optimizers.Adam(), keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -7,10 +7,10 @@ and layer, forward and backward, three ways).
 Augmentation, one epoch of 50,000 images in batches of 32, the pipeline alone (no training):
   plain               cifar_cnn.pipeline without --augment
   keras layers        Keras's RandomFlip + RandomTranslation(0.1, 0.1), mapped over the batches
-  flip_and_shift      cifar_cnn.flip_and_shift, what --augment runs
+  flip_and_shift      cifar_cnn_plumbing.flip_and_shift, what --augment runs
 Inside the training step (where the layers were before) they cost training time instead: see
 bench/README.md. Batch normalisation at the sizes of the post's three convolutions, under the
-precision cifar_cnn.py picks: Keras 3's layer as it is, cifar_cnn.fused() (TensorFlow's fused
+precision cifar_cnn.py picks: Keras 3's layer as it is, cifar_cnn_plumbing.fused_batch_norm() (TensorFlow's fused
 kernel), and the whole step compiled with XLA (jit_compile) for comparison.
 """
 
@@ -22,6 +22,8 @@ from common import ROOT, best_ms, machine
 
 sys.path.insert(0, ROOT)
 import cifar_cnn  # after the path is set
+import cifar_cnn_plumbing as plumbing
+import cifar_cnn_readers as readers
 
 keras, tf = cifar_cnn.keras, cifar_cnn.tf
 
@@ -55,11 +57,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data-dir', required=True, help='a CIFAR-10 folder cifar_cnn.py --data-dir accepts')
     args = p.parse_args()
-    policy, _ = cifar_cnn.choose_precision('auto')
+    policy, _ = plumbing.choose_precision('auto')
     keras.mixed_precision.set_global_policy(policy)
     print(f'{policy}; {machine()}\n')
 
-    (x, y), _ = cifar_cnn.load_cifar10(args.data_dir)
+    (x, y), _ = readers.load_cifar10(args.data_dir)
     flip = keras.layers.RandomFlip('horizontal', dtype='float32')
     shift = keras.layers.RandomTranslation(0.1, 0.1, dtype='float32')
     plain = cifar_cnn.pipeline(x, y, 32, shuffle=True)
@@ -72,7 +74,8 @@ def main():
 
     shapes = [(32, 30, 30, 32), (32, 13, 13, 64), (32, 4, 4, 64)]
     makers = {"Keras 3's BatchNormalization": (keras.layers.BatchNormalization, False),
-              'cifar_cnn.fused() (--batch-norm)': (lambda: cifar_cnn.fused(keras.layers.BatchNormalization()), False),
+              'fused_batch_norm() (--batch-norm)': (lambda: plumbing.fused_batch_norm(keras.layers.BatchNormalization()),
+                                                    False),
               "Keras's, compiled with XLA": (keras.layers.BatchNormalization, True)}
     print('\n| batch norm, forward + backward, ms per step | ' + ' | '.join('x'.join(map(str, s[1:])) for s in shapes)
           + ' | all three |\n|---|---|---|---|---|')

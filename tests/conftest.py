@@ -1,29 +1,36 @@
 """Tiny synthetic CIFAR-10 data in the real `cifar-10-batches-py` format, and shared fixtures."""
 
+import atexit
 import contextlib
-import importlib
 import io
 import os
 import pickle
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
-import urllib.error
 
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
 
+# No test touches the network, in this process or those it starts: every download goes through a proxy that
+# refuses all connections, into a Keras cache of the session's own (Keras reads KERAS_HOME once, as it loads).
+for variable in ('no_proxy', 'NO_PROXY'):
+    os.environ.pop(variable, None)
+os.environ.update(https_proxy='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9',
+                  KERAS_HOME=tempfile.mkdtemp(prefix='keras-home-'))
+atexit.register(shutil.rmtree, os.environ['KERAS_HOME'], True)
+KERAS_DATASETS = os.path.join(os.environ['KERAS_HOME'], 'datasets')
 matplotlib.use('Agg')  # tests never open windows
 
 import cifar_cnn
-
-file_utils = importlib.import_module('keras.src.utils.file_utils')  # keras.utils.get_file's module
+from cifar_cnn_plumbing import CifarError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PER_BATCH = 8  # 5 batches -> 40 training images
@@ -71,22 +78,15 @@ def make_tarball(parent, seed=0):
     return path, arrays
 
 
-@pytest.fixture(autouse=True)
-def no_network(tmp_path_factory, monkeypatch):
-    """No test downloads: Keras's downloader fails as it does offline, into an empty Keras cache."""
-    def offline(url, target, reporthook=None):
-        raise urllib.error.URLError(socket.gaierror(-3, 'Temporary failure in name resolution'))
-    monkeypatch.setattr(file_utils, 'urlretrieve', offline)
-    use_keras_home(monkeypatch, tmp_path_factory.mktemp('keras-home'))
-
-
-def use_keras_home(monkeypatch, home):
-    """Points Keras's cache at `home`: KERAS_HOME, which Keras reads once as it loads, so also the
-    value it keeps (what keras.utils.get_file uses, if it exists: else /tmp/.keras)."""
-    home.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setenv('KERAS_HOME', str(home))
-    monkeypatch.setattr(importlib.import_module('keras.src.backend.config'), '_KERAS_DIR', str(home))
-    return home
+@contextlib.contextmanager
+def refused(*names, kind=CifarError):
+    """Expects one line (a CifarError) that names each of `names`: the argument, step or file, and what to do.
+    By what it must name, not its whole sentence, so that rewording a message breaks no test."""
+    with pytest.raises(kind) as caught:
+        yield caught
+    message = str(caught.value)
+    assert '\n' not in message and not [name for name in names if name not in message], \
+        f'{message!r} should name {names}'
 
 
 @pytest.fixture(autouse=True)
@@ -295,11 +295,11 @@ def slow_processes_start_with_the_session(background):
 
 def files_under(folder):
     """Every file under `folder` with its size and modification time, leaving out caches and .git."""
-    skip = {'.git', '.venv', '__pycache__', '.pytest_cache', '.ruff_cache', '.hypothesis'}
+    skip = {'.git', '.venv', '__pycache__', '.pytest_cache', '.ruff_cache', '.hypothesis'}  # and coverage's data:
     found = {}
     for parent, folders, files in os.walk(folder):
         folders[:] = [f for f in folders if f not in skip]
-        for name in files:
+        for name in [name for name in files if not name.startswith('.coverage')]:
             info = os.stat(os.path.join(parent, name))
             found[os.path.join(parent, name)] = (info.st_size, info.st_mtime_ns)
     return found

@@ -1,5 +1,6 @@
 """Loading CIFAR-10: Keras's loader and its cache, the three --data-dir layouts, and what is refused."""
 
+import importlib
 import io
 import os
 import pickle
@@ -7,23 +8,17 @@ import shutil
 import subprocess
 import tarfile
 import threading
-import time
 import zlib
 
 import numpy as np
 import pytest
-from conftest import (
-    batch_bytes,
-    file_utils,
-    make_cifar_folder,
-    make_tarball,
-    use_keras_home,
-    write_batch,
-)
+from conftest import KERAS_DATASETS, batch_bytes, make_cifar_folder, make_tarball, refused, write_batch
 from PIL import Image
 
 import cifar_cnn
-from cifar_cnn import CifarError, load_cifar10
+import cifar_cnn_readers as readers
+from cifar_cnn_plumbing import CifarError
+from cifar_cnn_readers import load_cifar10
 
 
 def check_arrays(loaded, written):
@@ -69,15 +64,17 @@ def test_same_as_keras_loader(tmp_path):
 # ─── Without data_dir: keras.datasets.cifar10.load_data(), as in the post ────────────────────────
 
 @pytest.fixture
-def keras_cache(tmp_path, monkeypatch):
-    """Keras's download cache, empty; conftest's no_network keeps the network away."""
-    return use_keras_home(monkeypatch, tmp_path / 'keras') / 'datasets'
+def keras_serves(monkeypatch):
+    """serve(archive): Keras's downloader then serves `archive`, and its SHA-256 check takes it for the real
+    one. No public seam can do this (Keras checks the real archive's hash), so these tests alone replace two
+    of Keras's own functions. The session's Keras cache (conftest) is emptied after."""
+    file_utils = importlib.import_module('keras.src.utils.file_utils')
 
-
-def serve(monkeypatch, archive):
-    """The download serves `archive`, and Keras's SHA-256 check takes it for the real one."""
-    monkeypatch.setattr(file_utils, 'urlretrieve', lambda url, target, hook=None: shutil.copy(archive, target))
-    monkeypatch.setattr(file_utils, 'validate_file', lambda *args, **kwargs: True)
+    def serve(archive):
+        monkeypatch.setattr(file_utils, 'urlretrieve', lambda url, target, hook=None: shutil.copy(archive, target))
+        monkeypatch.setattr(file_utils, 'validate_file', lambda *args, **kwargs: True)
+    yield serve
+    shutil.rmtree(KERAS_DATASETS, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')
@@ -91,7 +88,7 @@ def keras_sized_archive(tmp_path_factory):
     x = np.zeros((50_024, 32, 32, 3), np.uint8)
     x[:, 0, 0, 0] = np.arange(len(x)) % 251
     y = rng.integers(0, 10, len(x)).astype(np.uint8)
-    for i, name in enumerate(cifar_cnn.BATCH_FILES):
+    for i, name in enumerate(readers.BATCH_FILES):
         part = slice(i * 10_000, (i + 1) * 10_000 if i < 5 else None)
         write_batch(str(folder / name), x[part], y[part])
     with tarfile.open(parent / 'cifar-10-python.tar.gz', 'w:gz', compresslevel=1) as t:
@@ -99,31 +96,44 @@ def keras_sized_archive(tmp_path_factory):
     return parent / 'cifar-10-python.tar.gz', (x[:50_000], y[:50_000], x[50_000:], y[50_000:])
 
 
-def test_without_data_dir_it_is_kerases_loader_and_cache(keras_cache, keras_sized_archive, monkeypatch):
+def test_without_data_dir_it_is_kerases_loader_and_cache(keras_serves, keras_sized_archive, monkeypatch):
     archive, (x_train, y_train, x_test, y_test) = keras_sized_archive
-    serve(monkeypatch, archive)
+    keras_serves(archive)
     for limit in (None, 7):  # the second time from Keras's cache: no download
         (train_imgs, train_labels), (test_imgs, test_labels) = load_cifar10(None, limit)
         assert np.array_equal(train_imgs, x_train[:limit]) and np.array_equal(train_labels[:, 0], y_train[:limit])
         assert np.array_equal(test_imgs, x_test[:limit]) and np.array_equal(test_labels[:, 0], y_test[:limit])
-        assert os.path.isfile(keras_cache / 'cifar-10-batches-py-target_archive')
-        monkeypatch.setattr(file_utils, 'urlretrieve', None)
+        assert os.path.isfile(os.path.join(KERAS_DATASETS, 'cifar-10-batches-py-target_archive'))
+        monkeypatch.setattr(importlib.import_module('keras.src.utils.file_utils'), 'urlretrieve', None)
 
 
-def test_no_network_is_one_line_saying_what_to_do(keras_cache, tmp_path, capsys):
-    with pytest.raises(CifarError, match=r'^could not download CIFAR-10 \(\[Errno -3\] Temporary failure in name '
-                                         r'resolution\)\. Download cifar-10-python.tar.gz from https://\S+ yourself; '
-                                         r'point --data-dir \(data_dir= in Python\) at its folder$'):
+def test_no_network_is_one_line_saying_what_to_do(tmp_path, capsys):
+    """conftest's proxy refuses the connection, as a machine offline does: one line naming the file to get,
+    where, and the argument that reads it, in Python's words and the command line's."""
+    with refused('could not download CIFAR-10', 'cifar-10-python.tar.gz', readers.CIFAR_PAGE, 'data_dir='):
         load_cifar10(None)
-    assert os.listdir(keras_cache) == []  # no half-downloaded file left in the cache
+    assert [name for name in os.listdir(KERAS_DATASETS) if not name.startswith('.')] == []  # no half download
     assert cifar_cnn.main(['--figures-dir', str(tmp_path / 'figures')]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: could not download CIFAR-10')
+    assert len(err) == 1 and 'could not download CIFAR-10' in err[0] and '--data-dir' in err[0]
+
+
+@pytest.mark.parametrize('error', [ConnectionResetError(104, 'Connection reset by peer'), TimeoutError('timed out'),
+                                   RuntimeError('a bug in Keras')])
+def test_a_download_cut_off_is_one_line_and_anything_else_is_not_hidden(monkeypatch, error):
+    """Python's own network errors, raised past Keras's downloader (a reset, a timeout): as a failed download.
+    An error of no known kind is not caught: it is a bug, and its traceback is what finds it."""
+    def cut_off():
+        raise error
+    monkeypatch.setattr(cifar_cnn.keras.datasets.cifar10, 'load_data', cut_off)
+    with (refused('could not download CIFAR-10', str(error), 'data_dir=') if isinstance(error, OSError) else
+          pytest.raises(RuntimeError, match='a bug in Keras')):
+        load_cifar10(None)
 
 
 @pytest.mark.parametrize('damage', ['truncated batch', 'pickle asking for os.system', 'not a tarball'])
 @pytest.mark.filterwarnings('error')
-def test_a_damaged_cache_says_to_delete_it(keras_cache, tmp_path, monkeypatch, damage):
+def test_a_damaged_cache_says_to_delete_it(keras_serves, tmp_path, damage):
     folder, _ = make_cifar_folder(str(tmp_path / 'served'))
     with open(os.path.join(folder, 'test_batch'), 'r+b') as f:
         if damage == 'truncated batch':
@@ -137,9 +147,8 @@ def test_a_damaged_cache_says_to_delete_it(keras_cache, tmp_path, monkeypatch, d
     else:
         with tarfile.open(archive, 'w:gz') as t:
             t.add(folder, arcname='cifar-10-batches-py')
-    serve(monkeypatch, archive)
-    with pytest.raises(CifarError, match=r"^Keras's CIFAR-10 loader failed \(.+\); if its download cache is damaged, "
-                                         r'delete .*datasets/cifar-10-batches-py-target\* and run again$'):
+    keras_serves(archive)
+    with refused("Keras's CIFAR-10 loader failed", 'delete', f'{KERAS_DATASETS}/cifar-10-batches-py-target'):
         load_cifar10(None)
     assert not (tmp_path / 'pwned').exists()
 
@@ -148,52 +157,51 @@ def test_keras_home_that_is_a_file_is_named(tmp_path, monkeypatch):
     home = tmp_path / 'keras-home'
     home.write_text('not a folder')
     monkeypatch.setenv('KERAS_HOME', str(home))
-    with pytest.raises(CifarError, match=rf'^KERAS_HOME={home}: is a file, not a folder .*point KERAS_HOME at a '
-                                         'folder, or unset it$'):
+    with refused(f'KERAS_HOME={home}', 'not a folder'):
         load_cifar10(None)
 
 
 # ─── What --data-dir refuses ─────────────────────────────────────────────────────────────────────
 
-def refused(data_dir, message):
-    with pytest.raises(CifarError, match=message) as error:
+def loading_refuses(data_dir, *names):
+    """load_cifar10(data_dir) is refused with one line naming each of `names`; returns the line."""
+    with refused(*names) as error:
         load_cifar10(data_dir)
     return str(error.value)
 
 
-@pytest.mark.parametrize(('setup', 'message'), [
-    (lambda d: str(d / 'nonexistent'), r'--data-dir .*nonexistent: no such folder$'),
-    (lambda d: (d / 'f').write_text('x') and str(d / 'f'), r'--data-dir .*f: is not a folder$'),
-    (lambda d: str(d), r'holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz'),
-    (lambda d: os.remove(make_cifar_folder(str(d))[0] + '/data_batch_3') or str(d), r'data_batch_3: no such file$'),
+@pytest.mark.parametrize(('setup', 'names'), [
+    (lambda d: str(d / 'nonexistent'), ['nonexistent', 'no such folder']),
+    (lambda d: (d / 'f').write_text('x') and str(d / 'f'), ['f', 'not a folder']),
+    (lambda d: str(d), ['cifar-10-batches-py', 'cifar-10-python.tar.gz', readers.CIFAR_PAGE]),
+    (lambda d: os.remove(make_cifar_folder(str(d))[0] + '/data_batch_3') or str(d), ['data_batch_3', 'no such file']),
 ])
-def test_a_data_dir_without_cifar10_says_what_is_missing(tmp_path, setup, message):
-    refused(setup(tmp_path), message)
+def test_a_data_dir_without_cifar10_says_what_is_missing(tmp_path, setup, names):
+    data_dir = setup(tmp_path)
+    loading_refuses(data_dir, data_dir, *names)
 
 
-@pytest.mark.parametrize(('batch', 'message'), [
+@pytest.mark.parametrize(('batch', 'names'), [
     # each names the file and what is wrong with it, blaming the right thing
-    ({b'data': np.zeros((3, 3072), np.float32), b'labels': [0, 1, 2]}, r'pixels are float32, expected uint8'),
-    ({b'data': np.zeros((4, 1024), np.uint8), b'labels': [0] * 4}, r'images have shape \(4, 1024\), expected \(N, 3072\)'),
-    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': np.zeros((3, 1), np.int64)},
-     r'labels must be a flat list of whole numbers 0-9, found an array of shape \(3, 1\)'),
-    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [[1], [2], [1, 2]]},
-     r'labels must be a flat list of whole numbers 0-9, found a list holding a list'),
-    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [0, 1]}, r'2 labels for 3 images'),
-    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [0, 10, 2]}, r'labels must be 0-9, found 0..10'),
-    ({b'data': np.zeros((3, 3072), np.uint8)}, r"not a CIFAR-10 batch file \(no b'labels' entry\)"),
-    ([1, 2, 3], r'not a CIFAR-10 batch file \(it holds a list, not a dict\)')])
-def test_a_bad_batch_file_is_named_with_what_is_wrong(tmp_path, batch, message):
+    ({b'data': np.zeros((3, 3072), np.float32), b'labels': [0, 1, 2]}, ['float32', 'uint8']),
+    ({b'data': np.zeros((4, 1024), np.uint8), b'labels': [0] * 4}, ['(4, 1024)', '(N, 3072)']),
+    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': np.zeros((3, 1), np.int64)}, ['labels', '0-9', '(3, 1)']),
+    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [[1], [2], [1, 2]]}, ['labels', '0-9', 'list holding a list']),
+    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [0, 1]}, ['2 labels', '3 images']),
+    ({b'data': np.zeros((3, 3072), np.uint8), b'labels': [0, 10, 2]}, ['labels', '0-9', '10']),
+    ({b'data': np.zeros((3, 3072), np.uint8)}, ['not a CIFAR-10 batch file', "b'labels'"]),
+    ([1, 2, 3], ['not a CIFAR-10 batch file', 'list'])])
+def test_a_bad_batch_file_is_named_with_what_is_wrong(tmp_path, batch, names):
     folder, _ = make_cifar_folder(str(tmp_path))
     with open(os.path.join(folder, 'data_batch_2'), 'wb') as f:
         pickle.dump(batch, f)
-    assert refused(folder, message).startswith(os.path.join(folder, 'data_batch_2') + ': ')
+    assert loading_refuses(folder, *names).startswith(os.path.join(folder, 'data_batch_2') + ': ')
 
 
 def test_an_empty_data_set_is_refused(tmp_path):
     folder, _ = make_cifar_folder(str(tmp_path))
     write_batch(os.path.join(folder, 'test_batch'), np.zeros((0, 32, 32, 3), np.uint8), [])
-    refused(folder, r'holds no test images$')
+    loading_refuses(folder, folder, 'no test images')
 
 
 class Payload:
@@ -211,7 +219,7 @@ def test_pickle_payload_is_refused_not_run(tmp_path):
     marker = tmp_path / 'pwned'
     with open(os.path.join(folder, 'data_batch_1'), 'wb') as f:
         pickle.dump({b'data': Payload(marker), b'labels': []}, f)
-    refused(folder, r'data_batch_1: refused to load: it asks for (posix|os)\.system')
+    loading_refuses(folder, 'data_batch_1', 'refused', 'system')
     assert not marker.exists()
 
 
@@ -221,7 +229,7 @@ def test_an_array_type_numpy_would_crash_on_is_refused(tmp_path):
     folder, _ = make_cifar_folder(str(tmp_path))
     crash = pickle.dumps(np.dtype('u1'), protocol=2).replace(b'u1', b'M8').replace(b'|', b'<')  # 100 bytes
     (tmp_path / 'cifar-10-batches-py' / 'test_batch').write_bytes(crash)
-    refused(folder, r'test_batch: damaged or not a CIFAR-10 batch file \(an array type that is not a plain number\)')
+    loading_refuses(folder, 'test_batch', 'damaged or not a CIFAR-10 batch file')
 
 
 def test_an_array_claiming_a_huge_size_is_refused_before_it_is_allocated(tmp_path):
@@ -231,7 +239,7 @@ def test_an_array_claiming_a_huge_size_is_refused_before_it_is_allocated(tmp_pat
     claim = (b'\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n'
              b'\x8a\x05' + (10**12).to_bytes(5, 'little') + b'\x85U\x01b\x87R.')
     (tmp_path / 'cifar-10-batches-py' / 'test_batch').write_bytes(claim)
-    refused(folder, r'test_batch: refused to load: an array in a form numpy does not write')
+    loading_refuses(folder, 'test_batch', 'refused')
 
 
 @pytest.mark.parametrize('member', ['cifar-10-batches-py/../../escaped.txt', '/etc/escaped.txt'])
@@ -245,18 +253,18 @@ def test_a_tar_member_outside_its_folder_is_refused(tmp_path, member):
         info.size = 3
         dst.addfile(info, io.BytesIO(b'hi\n'))
     os.replace(evil, path)
-    refused(str(tmp_path), rf"refused: '{member}' is not one of the files of the CIFAR-10 archive")
+    loading_refuses(str(tmp_path), 'cifar-10-python.tar.gz', 'refused', member)
 
 
 def test_a_tarball_that_unpacks_too_big_is_refused(tmp_path, monkeypatch):
     """A few kB that unpack to megabytes of zeros (a gzip bomb, scaled down with the limit)."""
-    monkeypatch.setattr(cifar_cnn, 'MAX_ARCHIVE_BYTES', 1_000_000)
+    monkeypatch.setattr(readers, 'MAX_ARCHIVE_BYTES', 1_000_000)
     with tarfile.open(tmp_path / 'cifar-10-python.tar.gz', 'w:gz') as tar:
         info = tarfile.TarInfo('cifar-10-batches-py/data_batch_1')
         info.size = 2_000_000
         tar.addfile(info, io.BytesIO(bytes(info.size)))
     assert os.path.getsize(tmp_path / 'cifar-10-python.tar.gz') < 10_000
-    refused(str(tmp_path), r'cifar-10-python.tar.gz: unpacks to more than 1,000,000 bytes')
+    loading_refuses(str(tmp_path), 'cifar-10-python.tar.gz', '1,000,000 bytes')
 
 
 def pickled(*opcodes):
@@ -269,17 +277,30 @@ HUGE_NUMBER = b'\x8b' + (20_000).to_bytes(4, 'little') + b'\x01' * 20_000  # LON
 U1 = b'cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb'
 
 
-@pytest.mark.parametrize(('claim', 'message'), [
-    (pickled(b'(K\x01(', HUGE_NUMBER, b'q\x01', b'h\x01' * 29, b't', U1, b'\x89C\x00t'),  # shape (huge,) * 30
-     r"data_batch_1: damaged or not a CIFAR-10 batch file \(an array whose state is not the one numpy writes\)"),
-    (b'\x80\x02}(C\x04dataJ\x00\x00\x00\x00C\x06labels](K\x00' + HUGE_NUMBER + b'eu.',
-     r"data_batch_1: (b'data' is not an array|labels must be 0-9, found 0..a huge number)")])
-def test_numbers_a_pickle_claims_cost_no_time_before_they_are_checked(tmp_path, claim, message):
-    """A few kB claiming shapes or labels of thousands of digits: refused at once, never multiplied or printed."""
-    start = time.perf_counter()
-    with pytest.raises(CifarError, match=message):
-        cifar_cnn.read_batch('data_batch_1', claim)
-    assert time.perf_counter() - start < 1
+@pytest.mark.parametrize(('data', 'names'), [
+    (pickled(b'K\x02'), ['damaged', 'state']),  # an array whose state is a number
+    (b'\x80\x02K\x01q\xc8.', ['damaged', 'memo index']),  # BINPUT 200 in a 6-byte pickle
+    (b'\x80\x02]q\x00(K\x01K\x02e.', ['not a CIFAR-10 batch file', 'list'])])
+def test_pickles_are_checked_opcode_by_opcode(data, names):
+    """The unpickler allocates what a memo index claims before it reads; numpy's states are checked by the stand-in."""
+    with refused('data_batch_1', *names):
+        readers.read_batch('data_batch_1', data)
+
+
+def test_a_file_larger_than_its_kind_ever_is_refused_unread(tmp_path):
+    (tmp_path / 'big').write_bytes(bytes(11))
+    with refused('big', '11 bytes', '10'):
+        readers.read_file(str(tmp_path / 'big'), 'big', 10)
+
+
+@pytest.mark.parametrize('claim', [
+    pickled(b'(K\x01(', HUGE_NUMBER, b'q\x01', b'h\x01' * 29, b't', U1, b'\x89C\x00t'),  # shape (huge,) * 30
+    b'\x80\x02}(C\x04dataJ\x00\x00\x00\x00C\x06labels](K\x00' + HUGE_NUMBER + b'eu.'])  # a label of 48,000 digits
+def test_numbers_a_pickle_claims_are_checked_before_they_are_multiplied_or_printed(claim):
+    """A few kB claiming shapes or labels of thousands of digits: refused at once, in a line of sane length."""
+    with refused('data_batch_1') as error:
+        readers.read_batch('data_batch_1', claim)
+    assert len(str(error.value)) < 200
 
 
 @pytest.mark.skipif(not shutil.which('tar'), reason='needs GNU tar to make a sparse member')
@@ -290,7 +311,7 @@ def test_a_tar_member_claiming_gigabytes_is_refused_before_it_is_read(tmp_path):
     subprocess.run(['tar', '-S', '--format=posix', '-czf', str(tmp_path / 'cifar-10-python.tar.gz'), '-C',
                     str(tmp_path / 'src'), 'cifar-10-batches-py'], check=True)
     assert os.path.getsize(tmp_path / 'cifar-10-python.tar.gz') < 1_000_000
-    refused(str(tmp_path), r'cifar-10-batches-py/data_batch_2 claims more than 67,108,864 bytes')
+    loading_refuses(str(tmp_path), 'cifar-10-batches-py/data_batch_2', f'{readers.MAX_BATCH_BYTES:,} bytes')
 
 
 # ─── Things that are not regular files: refused at once, never opened ────────────────────────────
@@ -312,7 +333,7 @@ READERS = {  # each reader of a file the user names, and the file it reads
                    lambda d, path: load_cifar10(d)),
     'tarball': (lambda d: os.path.join(d, 'cifar-10-python.tar.gz'), lambda d, path: load_cifar10(d)),
     '--load-model': (lambda d: os.path.join(d, 'm.keras'), lambda d, path: cifar_cnn.load_model(path)),
-    '--predict': (lambda d: os.path.join(d, 'photo.png'), lambda d, path: cifar_cnn.read_image(path)),
+    '--predict': (lambda d: os.path.join(d, 'photo.png'), lambda d, path: readers.read_image(path)),
 }
 
 
@@ -345,15 +366,14 @@ def test_an_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
     data[16:24] = (100_000).to_bytes(4, 'big') * 2  # the IHDR chunk now claims 100,000 x 100,000
     data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, 'big')  # with a checksum to match
     path.write_bytes(bytes(data))
-    with pytest.raises(CifarError, match=r'bomb.png: claims more than [\d,]+ pixels$'):
-        cifar_cnn.read_image(str(path))
+    with refused('bomb.png', f'{Image.MAX_IMAGE_PIXELS:,} pixels'):
+        readers.read_image(str(path))
 
 
-@pytest.mark.parametrize(('extra', 'message'), [
-    ('decoy/cifar-10-batches-py/test_batch', r"refused: 'decoy/cifar-10-batches-py/test_batch' is not one of the files"),
-    ('cifar-10-batches-py/test_batch', r"refused: it holds 'cifar-10-batches-py/test_batch' twice"),
-    ('cifar-10-batches-py/notes.txt', r"refused: 'cifar-10-batches-py/notes.txt' is not one of the files")])
-def test_a_tarball_with_duplicates_or_decoys_is_refused(tmp_path, extra, message):
+@pytest.mark.parametrize(('extra', 'why'), [
+    ('decoy/cifar-10-batches-py/test_batch', 'not one of the files'), ('cifar-10-batches-py/test_batch', 'twice'),
+    ('cifar-10-batches-py/notes.txt', 'not one of the files')])
+def test_a_tarball_with_duplicates_or_decoys_is_refused(tmp_path, extra, why):
     """The last member of a name would win silently: a CIFAR-10 archive holds each of its files once."""
     path, _ = make_tarball(str(tmp_path))
     with tarfile.open(path) as tar:
@@ -365,7 +385,7 @@ def test_a_tarball_with_duplicates_or_decoys_is_refused(tmp_path, extra, message
         decoy = batch_bytes(np.zeros((24, 32, 32, 3), np.uint8), [0] * 24)
         info.size = len(decoy)
         tar.addfile(info, io.BytesIO(decoy))
-    refused(str(tmp_path), message)
+    loading_refuses(str(tmp_path), 'cifar-10-python.tar.gz', repr(extra), why)
 
 
 @pytest.mark.parametrize('protocol', range(pickle.HIGHEST_PROTOCOL + 1))
@@ -373,6 +393,6 @@ def test_batches_pickled_with_every_protocol_load(tmp_path, protocol):
     """Protocols 0-2 write bytes through _codecs.encode, 5 writes arrays through numpy's _frombuffer."""
     x = np.random.default_rng(protocol).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     for labels in ([3, 1, 4, 1, 5], np.array([3, 1, 4, 1, 5])):
-        images, loaded = cifar_cnn.read_batch('data_batch_1', batch_bytes(x, labels, protocol=protocol))
+        images, loaded = readers.read_batch('data_batch_1', batch_bytes(x, labels, protocol=protocol))
         np.testing.assert_array_equal(images, x)
         np.testing.assert_array_equal(loaded[:, 0], [3, 1, 4, 1, 5])

@@ -11,6 +11,7 @@ every type and shape, and option values. The default run takes seconds; for a lo
 """
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -33,6 +34,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 import cifar_cnn
+import cifar_cnn_readers as readers
 from cifar_cnn import CifarError
 
 CASES = int(os.environ.get('FUZZ_CASES', '1000'))  # per starting file
@@ -167,7 +169,7 @@ def small_batch(rng, n=4):
 def tar_of_batches(rng):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode='w') as tar:
-        for name in cifar_cnn.BATCH_FILES:
+        for name in readers.BATCH_FILES:
             data = small_batch(rng, 2)
             info = tarfile.TarInfo(f'cifar-10-batches-py/{name}')
             info.size = len(data)
@@ -222,7 +224,7 @@ def test_batch_files(tmp_path):
     seeds = [small_batch(random.Random(i)) for i in range(4)]
     loaded = fuzz(tmp_path, 'data_batch_1', seeds,
                   lambda rng, data: pickle_field_edit(rng, data) if rng.random() < 0.3 else mutate(rng, data),
-                  lambda path: cifar_cnn.read_batch(path, cifar_cnn.read_file(path, path, cifar_cnn.MAX_BATCH_BYTES)))
+                  lambda path: readers.read_batch(path, readers.read_file(path, path, readers.MAX_BATCH_BYTES)))
     assert 0 < loaded < CASES
 
 
@@ -230,14 +232,14 @@ def test_batch_files(tmp_path):
 def test_tarballs(tmp_path, layer):
     tars = [tar_of_batches(random.Random(i)) for i in range(2)]
     if layer == 'gzip stream':
-        seeds = [cifar_cnn.gzip.compress(t) for t in tars]
+        seeds = [gzip.compress(t) for t in tars]
         mutate_one = mutate
     else:  # mutations under a valid gzip wrapper reach the tar reader itself
         seeds = tars
         def mutate_one(rng, tar):
             edited = tar_header_edit(rng, tar) if rng.random() < 0.5 else mutate(rng, tar)
-            return cifar_cnn.gzip.compress(edited, compresslevel=1)
-    fuzz(tmp_path, 'cifar-10-python.tar.gz', seeds, mutate_one, cifar_cnn.read_tarball, cases=CASES // 2)
+            return gzip.compress(edited, compresslevel=1)
+    fuzz(tmp_path, 'cifar-10-python.tar.gz', seeds, mutate_one, readers.read_tarball, cases=CASES // 2)
 
 
 def exif():
@@ -260,7 +262,7 @@ IMAGE_SEEDS = {  # every format read_image opens, in the modes and encodings Pil
              ('RGB', {'exif': exif()})]}
 
 
-@pytest.mark.parametrize('fmt', cifar_cnn.IMAGE_FORMATS)
+@pytest.mark.parametrize('fmt', readers.IMAGE_FORMATS)
 def test_images(tmp_path, fmt):
     seeds = [picture(fmt, mode, **options) for mode, options in IMAGE_SEEDS[fmt]]
     edit = {'PNG': png_header_edit, 'JPEG': jpeg_header_edit}.get(fmt)
@@ -268,7 +270,7 @@ def test_images(tmp_path, fmt):
     def mutate_one(rng, data):
         data = edit(rng, data) if edit and rng.random() < 0.3 else mutate(rng, data)
         return png_chunks_fixed(data) if fmt == 'PNG' and rng.random() < 0.7 else data
-    loaded = fuzz(tmp_path, f'photo.{fmt.lower()}', seeds, mutate_one, cifar_cnn.read_image, cases=CASES // 3)
+    loaded = fuzz(tmp_path, f'photo.{fmt.lower()}', seeds, mutate_one, readers.read_image, cases=CASES // 3)
     assert loaded > 0
 
 
@@ -294,7 +296,7 @@ def test_images_with_exif_of_any_tag_types(tmp_path, fmt):
     for case in range(CASES // 10):
         path.write_bytes(picture(fmt, exif=exif_of_any_types(rng)))
         try:
-            outcome(cifar_cnn.read_image, str(path))
+            outcome(readers.read_image, str(path))
         except Exception as e:  # noqa: BLE001 -- the finding
             pytest.fail(f'exif case {case} (FUZZ_SEED={SEED}) raised {type(e).__name__}: {e}; kept in {path}')
 
@@ -303,7 +305,7 @@ def test_keras_files(saved_model, tmp_path):
     """Byte-level damage to a saved model: the zip's checks stop nearly all of it before Keras."""
     with open(saved_model, 'rb') as f:
         seed = f.read()
-    fuzz(tmp_path, 'model.keras', [seed], mutate, cifar_cnn.read_keras_file)
+    fuzz(tmp_path, 'model.keras', [seed], mutate, lambda path: readers.read_keras_file(path, path))
 
 
 CONFIG_EDITS = 15 if CASES <= 1000 else CASES // 100  # each that passes the checks costs a Keras load
@@ -472,7 +474,7 @@ def test_batch_contents_of_every_type_and_shape(entries, protocol):
     """Whatever a batch holds loads to valid arrays or is refused with a message."""
     raw = pickle.dumps(entries, protocol=protocol)
     try:
-        images, labels_ = cifar_cnn.read_batch('data_batch_1', raw)
+        images, labels_ = readers.read_batch('data_batch_1', raw)
     except CifarError as e:
         assert str(e).startswith('data_batch_1: ') and '\n' not in str(e)
         return

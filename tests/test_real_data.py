@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 import cifar_cnn
+import cifar_cnn_readers as readers
 
 DATA_DIR = os.environ.get('CIFAR10_DATA_DIR')
 pytestmark = pytest.mark.skipif(not DATA_DIR, reason='set CIFAR10_DATA_DIR to a CIFAR-10 copy to run')
 
 
 def test_real_data_shapes_and_first_labels():
-    (x_train, y_train), (x_test, y_test) = cifar_cnn.load_cifar10(DATA_DIR)
+    (x_train, y_train), (x_test, y_test) = readers.load_cifar10(DATA_DIR)
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert y_train.shape == (50000, 1) and y_test.shape == (10000, 1)
     assert y_train[:3, 0].tolist() == [6, 9, 9]  # frog, truck, truck: as in the post

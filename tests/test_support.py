@@ -9,13 +9,27 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, refused
 
 import cifar_cnn
-from cifar_cnn import CifarError
+import cifar_cnn_plumbing as plumbing
+
+
+class CtrlCOn(io.StringIO):
+    """Standard output that presses Ctrl-C (SIGINT) the first time `mark` is printed."""
+    def __init__(self, mark):
+        super().__init__()
+        self.mark = mark
+    def write(self, text):
+        written = super().write(text)
+        if self.mark and self.mark in text:
+            self.mark = None
+            signal.raise_signal(signal.SIGINT)
+        return written
 
 
 @pytest.fixture(scope='module')
@@ -28,12 +42,7 @@ def stopped_in_epoch_3(session_cifar_dir):
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
 
-    class CtrlCInEpoch3(cifar_cnn.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
-                signal.raise_signal(signal.SIGINT)
-    cnn.callbacks = lambda: [CtrlCInEpoch3(), *cifar_cnn.CifarCNN.callbacks(cnn)]
-    with contextlib.redirect_stdout(io.StringIO()) as printed:
+    with contextlib.redirect_stdout(CtrlCOn('Epoch 3/')) as printed:  # a learner's Ctrl-C, seeing epoch 3 begin
         cnn.history = cnn.train_model()
         cnn.make_prediction()
     cifar_cnn.keras.mixed_precision.set_global_policy(policy)
@@ -49,24 +58,31 @@ def test_ctrl_c_in_training_keeps_the_finished_epochs(stopped_in_epoch_3):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
+@contextlib.contextmanager
+def disk_full_past(size):
+    """Writes past `size` bytes of any file fail in this process as on a full disk (RLIMIT_FSIZE, with SIGXFSZ
+    ignored: EFBIG, 'File too large')."""
+    resource = pytest.importorskip('resource')  # not on Windows
+    handler, (soft, hard) = signal.signal(signal.SIGXFSZ, signal.SIG_IGN), resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
 @pytest.mark.parametrize('what', ['figure', 'model'])
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(trained, tmp_path, monkeypatch, what):
     """Figures and models are written to a temporary file and renamed: a write that fails half-way
-    (here: a full disk) leaves the previous file whole and nothing else."""
+    (here: the disk fills) leaves the previous file whole and nothing else."""
     name = {'figure': 'normalized.png', 'model': 'model.keras'}[what]
     (tmp_path / name).write_bytes(b'previous')
-
-    def half_write(path):
-        with open(path, 'wb') as f:
-            f.write(b'half')
-        raise OSError(28, 'No space left on device')
-    with pytest.raises(CifarError, match=rf'cannot write .*{name}: No space left on device'):
+    with refused('cannot write', str(tmp_path / name), 'File too large'), disk_full_past(4096):
         if what == 'figure':
-            monkeypatch.setattr(cifar_cnn.matplotlib.figure.Figure, 'savefig', lambda self, path, **k: half_write(path))
-            trained.figures_dir = str(tmp_path)
+            monkeypatch.setattr(trained, 'figures_dir', str(tmp_path))
             trained.preprocess_data()
         else:
-            monkeypatch.setattr(trained.model, 'save', half_write)
             cifar_cnn.save_model(trained.model, str(tmp_path / name))
     assert (tmp_path / name).read_bytes() == b'previous'
     assert os.listdir(tmp_path) == [name]
@@ -76,21 +92,21 @@ def test_a_signal_during_a_write_removes_the_temporary_file(tmp_path, monkeypatc
     """SIGTERM or Ctrl-C while a file is half-written (e.g. --save-model): stop_now says so and exits at once,
     leaving neither the temporary file nor half a file at the target. Its line shows even while stderr is
     held by stderr_dropped() (as when an image is read)."""
-    monkeypatch.setattr(cifar_cnn.os, '_exit', lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    monkeypatch.setattr(plumbing.os, '_exit', lambda code: (_ for _ in ()).throw(SystemExit(code)))
     for signum, code, message in ((signal.SIGTERM, 143, 'Terminated.'), (signal.SIGINT, 130, 'Interrupted.')):
-        previous = signal.signal(signum, cifar_cnn.stop_now)
+        previous = signal.signal(signum, plumbing.stop_now)
 
         def half_write(tmp, signum=signum):
             with open(tmp, 'wb') as f:
                 f.write(b'half a model')
             signal.raise_signal(signum)
         try:
-            with pytest.raises(SystemExit) as stopped, cifar_cnn.stderr_dropped(re.compile('')):
-                cifar_cnn.write_atomically(str(tmp_path / 'm.keras'), half_write)
+            with pytest.raises(SystemExit) as stopped, plumbing.stderr_dropped(re.compile('')):
+                plumbing.write_atomically(str(tmp_path / 'm.keras'), half_write)
         finally:
             signal.signal(signum, previous)
         assert stopped.value.code == code and capfd.readouterr().err.strip() == message
-        assert os.listdir(tmp_path) == [] and not cifar_cnn.PENDING
+        assert os.listdir(tmp_path) == [] and not plumbing.TEMPORARY_PATHS
 
 
 LEGAL_NAMES = ['x' * 249 + '.keras',  # 255 characters, the most a name may have here (the temporary one is short)
@@ -100,15 +116,15 @@ LEGAL_NAMES = ['x' * 249 + '.keras',  # 255 characters, the most a name may have
 @pytest.mark.parametrize('name', LEGAL_NAMES)
 def test_any_legal_name_is_checked_before_training_and_then_written(trained, tmp_path, name):
     target = str(tmp_path / 'out' / name)
-    cifar_cnn.check_writable(str(tmp_path / 'out'), 'the model', [name])  # what --save-model checks first
+    plumbing.check_writable(str(tmp_path / 'out'), 'the model', [name])  # what --save-model checks first
     cifar_cnn.save_model(trained.model, target)
     assert os.listdir(tmp_path / 'out') == [name] and cifar_cnn.load_model(target)
 
 
 def test_a_name_too_long_fails_before_training_and_leaves_nothing(tmp_path):
     name = 'x' * 250 + '.keras'
-    with pytest.raises(CifarError, match=rf'^cannot write the model to .*{name}: File name too long$'):
-        cifar_cnn.check_writable(str(tmp_path / 'new'), 'the model', [name])
+    with refused('cannot write the model', name, 'File name too long'):
+        plumbing.check_writable(str(tmp_path / 'new'), 'the model', [name])
     assert os.listdir(tmp_path) == []
 
 
@@ -122,18 +138,18 @@ def test_files_are_written_through_symbolic_links_to_files_only(trained, tmp_pat
     (tmp_path / 'next.keras').symlink_to(tmp_path / 'models' / 'next.keras')  # not there yet
     for link in ('latest.keras', 'next.keras'):
         path = str(tmp_path / link)
-        cifar_cnn.check_writable(str(tmp_path), 'the model', [link])
+        plumbing.check_writable(str(tmp_path), 'the model', [link])
         cifar_cnn.save_model(trained.model, path)
         assert os.path.islink(path) and cifar_cnn.load_model(path)
     assert sorted(os.listdir(tmp_path / 'models')) == ['next.keras', 'old.keras']
     assert sorted(os.listdir(tmp_path)) == ['latest.keras', 'models', 'next.keras']
     (tmp_path / 'figures').symlink_to(tmp_path / 'made' / 'here')  # a dangling link: its folder is made
-    cifar_cnn.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES)
+    plumbing.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES)
     os.mkfifo(tmp_path / 'pipe')
     (tmp_path / 'made' / 'here' / 'history.png').symlink_to(tmp_path / 'pipe')
-    for check in (lambda: cifar_cnn.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES),
-                  lambda: cifar_cnn.write_atomically(str(tmp_path / 'figures' / 'history.png'), print)):
-        with pytest.raises(CifarError, match=r'(pipe|history.png): (it is )?a folder or a special file'):
+    for check in (lambda: plumbing.check_writable(str(tmp_path / 'figures'), 'figures', cifar_cnn.FIGURES),
+                  lambda: plumbing.write_atomically(str(tmp_path / 'figures' / 'history.png'), print)):
+        with refused('history.png', 'not a place for a file'):
             check()
     assert os.listdir(tmp_path / 'made' / 'here') == ['history.png'] and stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode)
 
@@ -144,36 +160,44 @@ def test_a_working_folder_deleted_during_a_run_is_one_line(session_cifar_dir, tm
     gone.mkdir()
     monkeypatch.chdir(gone)
     gone.rmdir()
-    with pytest.raises(CifarError, match=r'^cannot write figures: the folder this was started in no longer exists$'):
+    with refused('cannot write figures', 'no longer exists'):
         cnn.explore_data()
 
 
 def test_a_failed_save_leaves_nothing_in_tmpdir_or_beside_the_model(session_cifar_dir, tmp_path, monkeypatch, capsys):
-    """The disk fills while Keras writes the model: one line, exit 1, and neither Keras's temporary folder
-    nor TensorFlow's generated code is left in TMPDIR, nor a temporary file beside the model."""
+    """The disk fills while Keras writes the model (1.5 MB; each figure is less than 1 MB): one line, exit 1,
+    and neither Keras's temporary folder nor TensorFlow's generated code is left in TMPDIR, nor a temporary
+    file beside the model."""
     private = tmp_path / 'tmp'
     private.mkdir()
-    monkeypatch.setattr(cifar_cnn.tempfile, 'tempdir', str(private))
-
-    def full_disk(self, *args, **kwargs):
-        raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(cifar_cnn.zipfile.ZipFile, 'writestr', full_disk)
+    monkeypatch.setattr(tempfile, 'tempdir', str(private))
     out = tmp_path / 'out'
-    code = cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '5', '--epochs', '1', '--figures-dir',
-                           str(out / 'figures'), '--save-model', str(out / 'model.keras')])
-    assert code == 1 and capsys.readouterr().err == f'error: cannot write {out / "model.keras"}: No space left on device\n'
+    with disk_full_past(2**20):
+        code = cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '5', '--epochs', '1', '--figures-dir',
+                               str(out / 'figures'), '--save-model', str(out / 'model.keras')])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith('error: cannot write') and str(out / 'model.keras') in err
+    assert len(err.splitlines()) == 1 and 'File too large' in err
     assert os.listdir(private) == [] and os.listdir(out) == ['figures']
 
 
-@pytest.mark.skipif(bool(cifar_cnn.tf.config.list_physical_devices('GPU')), reason='CPU rules only')
-@pytest.mark.parametrize(('native', 'requested', 'policy'), [
-    (False, 'auto', 'float32'), (True, 'auto', 'mixed_bfloat16'),
-    (False, 'mixed', 'mixed_bfloat16'), (True, 'float32', 'float32')])
-def test_choose_precision_on_cpu(monkeypatch, native, requested, policy):
-    monkeypatch.setattr(cifar_cnn, 'CPU_FLAGS', {'avx2', 'avx512_bf16'} if native else {'avx2'})
-    chosen, why = cifar_cnn.choose_precision(requested)
-    assert chosen == policy
-    assert why == 'as asked' if requested == 'float32' else ('without' in why) != native
+@pytest.mark.parametrize(('hardware', 'requested', 'policy'), [
+    ('cpu', 'auto', 'float32'), ('bfloat16 cpu', 'auto', 'mixed_bfloat16'), ('cpu', 'mixed', 'mixed_bfloat16'),
+    ('bfloat16 cpu', 'float32', 'float32'), ('gpu 7.5', 'auto', 'mixed_float16'), ('gpu 6.1', 'auto', 'float32'),
+    ('gpu 6.1', 'mixed', 'mixed_float16'), ('gpu 8.0', 'float32', 'float32')])
+def test_precision_follows_the_hardware(monkeypatch, hardware, requested, policy):
+    """--precision auto picks mixed precision only where the hardware computes it natively: a CPU with bfloat16,
+    a GPU of compute capability 7.0 or more (here a device list faked through TensorFlow's own API, as Colab's)."""
+    gpu = cifar_cnn.tf.config.PhysicalDevice('/physical_device:GPU:0', 'GPU')
+    capability = tuple(int(part) for part in hardware.split()[-1].split('.')) if 'gpu' in hardware else None
+    monkeypatch.setattr(cifar_cnn.tf.config, 'list_physical_devices', lambda kind=None: [gpu] if capability else [])
+    monkeypatch.setattr(cifar_cnn.tf.config.experimental, 'get_device_details',
+                        lambda device: {'compute_capability': capability})
+    monkeypatch.setattr(plumbing, 'NATIVE_BFLOAT16', hardware == 'bfloat16 cpu')
+    chosen, why = plumbing.choose_precision(requested)
+    assert chosen == policy and ('as asked' in why) == (requested != 'auto')
+    if requested != 'float32':  # why: the hardware it found
+        assert (hardware.split()[-1] in why) if 'gpu' in hardware else (('without' in why) == (hardware == 'cpu'))
 
 
 def test_mixed_precision_keeps_the_network_and_float32_probabilities(stopped_in_epoch_3):
@@ -189,20 +213,39 @@ def test_mixed_precision_keeps_the_network_and_float32_probabilities(stopped_in_
 THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD')
 
 
+@pytest.mark.parametrize(('flags', 'environ', 'native'), [
+    ({'avx2', 'avx512f', 'avx512_bf16'}, {}, True), ({'avx2', 'amx_bf16'}, {}, True), ({'avx2', 'fma'}, {}, False),
+    (set(), {}, False),  # no /proc/cpuinfo (macOS, Windows): no flags known
+    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX2'}, False), ({'avx512_bf16'}, {'DNNL_MAX_CPU_ISA': 'avx512_core'}, False),
+    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE_BF16'}, True), ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'ALL'}, True)])
+def test_the_cpu_kind_follows_its_flags_and_onednns_cap(flags, environ, native):
+    """bfloat16 is native where the CPU has it and oneDNN is not capped below it (ONEDNN_MAX_CPU_ISA=AVX2 runs
+    the AVX2 kernels on any machine: the kind most laptops are)."""
+    assert plumbing.native_bfloat16(flags, environ) is native
+
+
+@pytest.mark.parametrize(('bfloat16', 'cpus', 'gpu', 'layout'), [
+    (True, 2, False, ['1', '2', 'true']), (False, 2, False, ['2', '1', 'true']),  # measured: bench/README.md
+    (False, 1, False, ['2', '1', 'true']), (True, 4, False, None), (False, 2, True, None)])  # TensorFlow's own
+def test_the_thread_layout_is_set_on_two_cpus_without_a_gpu(bfloat16, cpus, gpu, layout):
+    settings = plumbing.thread_layout(bfloat16, cpus, gpu)
+    assert [settings[name] for name in THREAD_VARIABLES] == layout if layout else settings == {}
+
+
+def test_without_proc_cpuinfo_no_flags_are_known(monkeypatch):
+    def no_such_file(path, *args, **kwargs):
+        raise FileNotFoundError(2, 'No such file or directory', path)
+    monkeypatch.setattr('builtins.open', no_such_file)
+    assert plumbing.cpu_flags() == set()
+
+
 @pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='needs Linux CPU affinity')
-@pytest.mark.parametrize(('flags', 'user', 'expected'), [
-    ('avx2 avx512f avx512_bf16', {}, ['1', '2', 'true']),  # measured on both kinds: bench/README.md
-    ('avx2 fma', {}, ['2', '1', 'true']),
-    ('avx2 fma', {'TF_NUM_INTRAOP_THREADS': '3'}, ['3', '1', 'true'])])
-def test_thread_settings_on_two_cpus_follow_the_cpu_kind_and_yours_win(flags, user, expected):
-    """On 2 CPUs the program picks TensorFlow's thread layout for the CPU kind before TensorFlow
-    loads. The child process sees a /proc/cpuinfo with `flags`, and stops at `import keras`, right
-    after the settings; a variable you set is left alone."""
-    code = ('import builtins, io, os, sys\n'
+@pytest.mark.parametrize('user', [{}, {'TF_NUM_INTRAOP_THREADS': '3'}])
+def test_the_thread_settings_are_made_before_tensorflow_loads_and_yours_win(user):
+    """A process on one CPU stops at `import keras`, right after the settings: they are there, and a
+    variable you set is left as you set it."""
+    code = ('import os, sys\n'
             'os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n'
-            'real_open = builtins.open\n'
-            f'builtins.open = lambda p, *a, **k: io.StringIO("flags\\t: {flags}\\n") if p == "/proc/cpuinfo" '
-            'else real_open(p, *a, **k)\n'
             'sys.modules["keras"] = None\n'
             'try:\n'
             '    import cifar_cnn\n'
@@ -210,7 +253,8 @@ def test_thread_settings_on_two_cpus_follow_the_cpu_kind_and_yours_win(flags, us
             f'    print([os.environ.get(k) for k in {THREAD_VARIABLES!r}])')
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | user
     result = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True, env=env, cwd=ROOT)
-    assert result.stdout.strip() == str(expected)
+    expected = plumbing.thread_layout(plumbing.NATIVE_BFLOAT16, 1, plumbing.NVIDIA_DRIVER) | user
+    assert result.stdout.strip() == str([expected.get(name) for name in THREAD_VARIABLES])
 
 
 def test_tensorflows_start_up_notes_are_dropped_and_nothing_else(capfd):
@@ -220,7 +264,14 @@ def test_tensorflows_start_up_notes_are_dropped_and_nothing_else(capfd):
              'I0000 00:00:1795990596.310198    2156 port.cc:153] oneDNN custom operations are on. You may see ...',
              'I0000 00:00:1795990596.310677    2156 cudart_stub.cc:31] Could not find cuda drivers on your machine.',
              'E0000 00:00:1795990618.761057    2191 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error']
-    with cifar_cnn.stderr_dropped(cifar_cnn.STARTUP_NOTES):
+    with plumbing.stderr_dropped(plumbing.STARTUP_NOTES):
         os.write(2, ''.join(note + '\n' for note in notes).encode() + b'a real error\n')
     driver = os.path.exists('/proc/driver/nvidia')  # with a driver, a failed cuInit is a real error
     assert capfd.readouterr().err == (notes[-1] + '\n' if driver else '') + 'a real error\n'
+
+
+def test_stderr_dropped_passes_through_when_there_is_no_stderr(monkeypatch):
+    """Started with 2>&- Python has no sys.stderr: nothing to drop, and nothing fails."""
+    monkeypatch.setattr(sys, 'stderr', None)
+    with plumbing.stderr_dropped(plumbing.STARTUP_NOTES):
+        pass
