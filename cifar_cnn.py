@@ -18,10 +18,8 @@ import tensorflow as tf
 from tensorflow.keras import layers, models
 
 import argparse
-import contextlib
 import dataclasses
 import inspect
-import io
 import math
 import os
 import sys
@@ -35,7 +33,6 @@ from cifar_cnn_plumbing import CifarError, check_arguments, check_number
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 FIGURES = ['25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
            'mistakes.png', 'filters.png', 'feature-maps.png', 'grad-cam.png']  # what a run's steps write
-EVAL_BATCH_SIZE = 500     # evaluation and prediction: the same numbers as batches of 32, in fewer steps
 STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same math, less overhead
 
 
@@ -80,13 +77,14 @@ class CifarCNN:
         plumbing.show_figure(self, '25-train-images.png')  # post: plt.show()
 
     def preprocess_data(self):
-        # post: self.train_imgs / 255.0 and self.test_imgs / 255.0, float64 copies of the data set (1.2 GB).
-        # The images stay uint8; tf.data pipelines scale each batch to float32 [0, 1].
-        self.train_ds, self.validation_ds, self.test_ds = self._pipelines()
+        # not in the post: tf.data pipelines that scale each batch, for the steps below, over the images as loaded
+        self.train_ds, self.validation_ds, self.test_ds = plumbing.datasets(self)
+        self.train_imgs = scaled(self.train_imgs)  # post: / 255.0, in float64: float32 is half the memory
+        self.test_imgs = scaled(self.test_imgs)  # post: / 255.0; scaled() leaves images in [0, 1] as they are
 
         plt.figure()
         plt.title(f'{self.classes[self.train_labels[0][0]]} ({self.train_labels[0][0]})')
-        plt.imshow(scaled(self.train_imgs[0]))  # post: self.train_imgs[0], divided above
+        plt.imshow(self.train_imgs[0])
         plt.colorbar()
         plt.grid(False)
         plumbing.show_figure(self, 'normalized.png')  # post: plt.show()
@@ -117,11 +115,13 @@ class CifarCNN:
 
     def train_model(self):
         plumbing.require(self, 'train_model', 'test_ds', 'model')  # not in the post: a step called too early, one line
+        plumbing.use_current_settings(self, 'train_model')  # not in the post: cnn.epochs = 0 and the like
         return self.model.fit(
             self.train_ds,  # post: self.train_imgs, self.train_labels (see preprocess_data)
             epochs=self.epochs,
             validation_data=self.validation_ds,  # post: the test set; the same unless --validation-split
-            callbacks=self._callbacks(),  # not in the post: epoch times, a clean Ctrl-C, a truthful progress bar
+            # not in the post: a truthful progress bar, a clean Ctrl-C, epoch times, a second call going on
+            callbacks=plumbing.training_callbacks(self),
             shuffle=False,  # train_ds shuffles itself every epoch; fit() would warn
             verbose=0,  # not in the post: the progress bar is one of the callbacks
         )
@@ -131,11 +131,11 @@ class CifarCNN:
         test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=2)  # post: test_imgs, test_labels
         print(f'Loss: {test_loss}')
         print(f'Accuracy: {test_acc}')
-        # not in the post: train_model()'s history even if not kept in cnn.history; a loaded model has none
-        self.history = self.history or getattr(self.model, 'history', None)
+        # not in the post: the history of the training that made these weights, all of it, kept in cnn.history
+        # or not; if there is none (a loaded model), one line says so
+        self.history = plumbing.training_history(self)
         if self.history is None:
             return
-        plumbing.require(self, 'evaluate_model', 'history')
 
         plt.figure()  # post: none, drawing on whatever figure is current
         # post: no markers, so that one epoch drew nothing
@@ -168,7 +168,8 @@ class CifarCNN:
         confidence = 100*np.max(prediction)
         actual_class = self.classes[actual_label]
 
-        plt.xlabel(f'{predicted_class} {confidence :2.0f}% ({actual_class})', color=color)
+        # post: the default size, at which the longest labels ran past the picture's neighbours
+        plt.xlabel(f'{predicted_class} {confidence :2.0f}% ({actual_class})', color=color, fontsize='small')
 
     def plot_predictions(self, prediction, actual_label):
         plumbing.check_prediction(self.classes, prediction, actual_label)  # not in the post
@@ -258,12 +259,12 @@ class CifarCNN:
 
     def filters(self):
         """The first convolution's 32 learned 3x3x3 kernels, shape (32, 3, 3, 3)."""
-        plumbing.require(self, 'filters', 'model')
+        plumbing.require(self, 'filters', 'model', convolutions=True)
         return np.moveaxis(keras.ops.convert_to_numpy(self._convolutions()[0].kernel), -1, 0)
 
     def plot_filters(self):
         """The kernels as tiny RGB patches, each scaled to its own range: what the network looks for first."""
-        plumbing.require(self, 'plot_filters', 'model')
+        plumbing.require(self, 'plot_filters', 'model', convolutions=True)
         kernels = self.filters()
         plt.figure(figsize=(8, 4.6))
         for i, kernel in enumerate(kernels):
@@ -276,7 +277,7 @@ class CifarCNN:
 
     def feature_maps(self, index=0):
         """What test image `index` becomes after each convolution: one array per layer (30x30x32, ...)."""
-        plumbing.require(self, 'feature_maps', 'model')
+        plumbing.require(self, 'feature_maps', 'model', convolutions=True)
         check_number('index', index, 0, len(self.test_imgs) - 1)
         probe = self._probe([conv.output for conv in self._convolutions()])
         maps = probe(scaled(self.test_imgs[index:index+1]), training=False)
@@ -284,7 +285,7 @@ class CifarCNN:
 
     def plot_feature_maps(self, index=0, channels=8):
         """Each layer's `channels` most active maps for test image `index`, at the layer's size."""
-        plumbing.require(self, 'plot_feature_maps', 'model')
+        plumbing.require(self, 'plot_feature_maps', 'model', convolutions=True)
         check_number('channels', channels, 1, 32)
         maps = self.feature_maps(index)
         plt.figure(figsize=(1.3 * (channels + 1), 1.5 * len(maps)))
@@ -307,13 +308,13 @@ class CifarCNN:
         """Grad-CAM: where in each image (N, 32, 32, 3) the evidence for its predicted class lies. The last
         convolution's maps, weighted by how much the class score rises with each, summed, kept where
         positive, upsampled to 32x32. Returns heat maps (N, 32, 32), each scaled to peak at 1."""
-        plumbing.require(self, 'grad_cam', 'model')
-        pixels = plumbing.as_numbers(imgs, 'grad_cam(imgs): imgs')
+        plumbing.require(self, 'grad_cam', 'model', convolutions=True)
+        pixels = scaled(plumbing.as_numbers(imgs, 'grad_cam(imgs): imgs'))
         if pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3) or not len(pixels):
             raise CifarError(f'grad_cam(imgs): imgs must be images of shape (N, 32, 32, 3), not {pixels.shape}')
         probe = self._probe([self._convolutions()[-1].output, self.model.layers[-1].output])
         with tf.GradientTape() as tape:
-            maps, logits = probe(scaled(pixels), training=False)
+            maps, logits = probe(pixels, training=False)
             scores = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
         maps, grads = tf.cast(maps, tf.float32), tf.cast(tape.gradient(scores, maps), tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one per channel
@@ -322,7 +323,7 @@ class CifarCNN:
 
     def plot_grad_cam(self, count=15):
         """Grad-CAM over the first `count` test images (predictions.png's), titled with the predicted class."""
-        plumbing.require(self, 'plot_grad_cam', 'model', 'predictions')
+        plumbing.require(self, 'plot_grad_cam', 'model', 'predictions', convolutions=True)
         check_number('count', count, 1, 50)
         imgs, labels = self.test_imgs[:count], self.test_labels[:count, 0]  # fewer if there are fewer
         heat = self.grad_cam(imgs)
@@ -346,7 +347,7 @@ class CifarCNN:
 
     def _with_variations(self, post_layers):
         """The post's layers, with --batch-norm's and --dropout's added (--augment is in the pipeline)."""
-        varied = []
+        self._network_made_with, varied = plumbing.network_settings(self), []
         for layer in post_layers:
             if self.variations.dropout and isinstance(layer, layers.Dense):
                 varied.append(layers.Dropout(self.variations.dropout))
@@ -355,39 +356,12 @@ class CifarCNN:
                 varied.append(plumbing.fused_batch_norm(layers.BatchNormalization()))
         return varied
 
-    def _pipelines(self):
-        """(train, validation, test) datasets: validation on the test set unless --validation-split."""
-        kept = self._training_images()
-        train = pipeline(self.train_imgs[:kept], self.train_labels[:kept], self.batch_size, shuffle=True,
-                         augment=self.variations.augment)
-        test = pipeline(self.test_imgs, self.test_labels, EVAL_BATCH_SIZE)
-        if kept == len(self.train_imgs):
-            self.validation_label = 'val_accuracy'
-            return train, test, test
-        self.validation_label = f'val_accuracy (last {len(self.train_imgs) - kept:,} training images)'
-        return train, pipeline(self.train_imgs[kept:], self.train_labels[kept:], EVAL_BATCH_SIZE), test
-
-    def _training_images(self):
-        """How many training images are trained on: all but the last --validation-split of them."""
-        held_out = math.ceil(len(self.train_imgs) * self.variations.validation_split)
-        if held_out >= len(self.train_imgs):
-            raise CifarError(f'--validation-split {self.variations.validation_split} leaves no training '
-                             f'images out of {len(self.train_imgs)}')
-        return len(self.train_imgs) - held_out
-
     def _optimizer(self):
         """The post's 'adam'; with --cosine-decay, Adam from 1e-3 down a cosine to 0, step by step."""
         if not self.variations.cosine_decay:
             return 'adam'
-        steps = self.epochs * math.ceil(self._training_images() / self.batch_size)
+        steps = self.epochs * math.ceil(plumbing.training_images(self) / self.batch_size)
         return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps))
-
-    def _callbacks(self):
-        """fit()'s additions: a truthful progress bar, a clean stop on Ctrl-C, epoch times, TensorBoard."""
-        callbacks = [plumbing.Progress(plumbing.progress_verbosity()), plumbing.StopOnCtrlC(), plumbing.EpochTimer()]
-        if self.variations.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(self.variations.tensorboard))
-        return callbacks
 
     def _convolutions(self):
         return [layer for layer in self.model.layers if isinstance(layer, layers.Conv2D)]
@@ -399,23 +373,12 @@ class CifarCNN:
 
 
 def scaled(images):
-    """Pixels 0-255 -> float32 in [0, 1]: the post's `/ 255.0`, the one place it is done."""
-    return tf.cast(images, tf.float32) / 255.0
-
-
-def pipeline(imgs, labels, batch_size, shuffle=False, augment=False):
-    """A tf.data pipeline over uint8 images that scales each batch to float32 in [0, 1]: the post's
-    `imgs / 255.0`, without float copies of the data set. With augment (--augment) each batch is flipped
-    and shifted first, on the pipeline's thread, ahead of training (bench/README.md)."""
-    imgs, labels = tf.constant(imgs), tf.constant(labels)
-    dataset = tf.data.Dataset.range(len(imgs))
-    if shuffle:  # a new order every epoch, as fit(shuffle=True) does for arrays
-        dataset = dataset.shuffle(len(imgs), reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda indices: (tf.gather(imgs, indices), tf.gather(labels, indices)))
-    if augment:  # in order, one batch after another, so that a seed repeats a run
-        dataset = dataset.map(lambda images, labels: (plumbing.flip_and_shift(images), labels))
-    dataset = dataset.map(lambda images, labels: (scaled(images), labels), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    """Pixels 0-255 -> float32 in [0, 1]: the post's `/ 255.0`, in the one place it is done. Images in [0, 1]
+    already (float, none above 1: the post's own division, typed first) are only made float32."""
+    images = np.asarray(images)
+    if images.dtype.kind == 'f' and images.max(initial=0) <= 1:
+        return images.astype(np.float32, copy=False)
+    return np.divide(images, np.float32(255), dtype=np.float32)
 
 
 def probability_model(model):
@@ -455,7 +418,7 @@ def build_network(batch_norm=False, dropout=0.0):
     it prints: what --load-model fills with a saved model's weights."""
     blank = CifarCNN.__new__(CifarCNN)  # build_model reads nothing of a CifarCNN but its variations
     blank.variations = Variations(batch_norm=batch_norm, dropout=dropout)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with plumbing.keras_quiet():
         return blank.build_model()
 
 
@@ -473,11 +436,11 @@ def load_model(path):
 
 
 def predict_files(model, paths):
-    """--predict: each image's top 3 classes, EVAL_BATCH_SIZE images at a time. Returns how many failed."""
+    """--predict: each image's top 3 classes, plumbing.EVAL_BATCH_SIZE images at a time. Returns how many failed."""
     failed = 0
-    for start in range(0, len(paths), EVAL_BATCH_SIZE):
+    for start in range(0, len(paths), plumbing.EVAL_BATCH_SIZE):
         read = []  # (path, pixels): a file named twice is answered twice
-        for path in paths[start:start + EVAL_BATCH_SIZE]:
+        for path in paths[start:start + plumbing.EVAL_BATCH_SIZE]:
             try:
                 read.append((path, readers.read_image(path)))
             except CifarError as e:
@@ -502,7 +465,7 @@ PREDICT_ONLY_IGNORES = ('data_dir', 'limit', 'figures_dir', 'show')
 
 def parse_args(argv=None):
     """The options, each checked by the rules CifarCNN's arguments follow (RULES), before anything loads."""
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False,
         description="Basic CIFAR CNN: the blog post's program, runnable. Without --data-dir it downloads "
                     'CIFAR-10 (163 MB) once into ~/.keras/datasets, as keras.datasets.cifar10.load_data() does.',
         epilog='examples: python cifar_cnn.py --limit 2000 --epochs 1 --figures-dir runs/quick (a quick check);  '
@@ -578,7 +541,7 @@ def run(args):
 
     cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
                    figures_dir=args.figures_dir, show=args.show, variations=variations)
-    cnn._training_images()  # a --validation-split that leaves nothing to train on fails here, before any figure
+    plumbing.training_images(cnn)  # a --validation-split that leaves nothing to train on fails here, before any figure
     cnn.explore_data()
     cnn.preprocess_data()
     if loaded is None:

@@ -15,6 +15,8 @@ Importing it, which cifar_cnn.py does first, changes the caller's process only i
 
 import argparse
 import contextlib
+import dataclasses
+import math
 import numbers
 import os
 import platform
@@ -23,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -151,6 +154,19 @@ def printable(text):
     return ''.join(c if c.isprintable() else c.encode('unicode_escape').decode() for c in str(text))
 
 
+COMMAND_LINE = False  # True while `python cifar_cnn.py` runs: messages then name its options, else Python's names
+
+
+def named(name, *value):
+    """How the user names `name` (and gave it a value): '--data-dir', '--data-dir DIR' on the command line;
+    'data_dir=', "data_dir='DIR'" in Python, and a function as a call: 'load_model()', "load_model('PATH')"."""
+    if COMMAND_LINE:
+        return ' '.join([f'--{name.replace("_", "-")}', *map(str, value)])
+    if name in ('load_model', 'save_model'):
+        return f'{name}({", ".join(map(repr, value))})'
+    return f'{name}={value[0]!r}' if value else f'{name}='
+
+
 def first_line(error):
     """An exception as one short line: its message's first line that says something (Keras's multi-line
     errors open with a line ending in ':'), else its type's name."""
@@ -213,11 +229,11 @@ def check_number(name, value, low, high):
 
 
 def as_numbers(value, name):
-    """float32 numbers, from numpy, TensorFlow or lists alike, or one line saying what `value` is not."""
-    try:
-        return np.asarray(value, np.float32)
-    except (ValueError, TypeError):
-        raise CifarError(f'{name} must be numbers, not {type(value).__name__} {str(value)[:40]}') from None
+    """An array of numbers, from numpy, TensorFlow or lists alike, or one line saying what `value` is not."""
+    with contextlib.suppress(ValueError, TypeError):
+        if (array := np.asarray(value)).dtype.kind in 'iuf':
+            return array
+    raise CifarError(f'{name} must be numbers, not {type(value).__name__} {str(value)[:40]}')
 
 
 def option_type(name, parse=str):
@@ -233,8 +249,12 @@ def option_type(name, parse=str):
 
 def check_prediction(classes, prediction, actual_label, img=None):
     """plot_img's and plot_predictions' arguments, or one line saying which is wrong."""
-    if as_numbers(prediction, 'prediction').shape != (len(classes),):
+    probabilities = as_numbers(prediction, 'prediction')
+    if probabilities.shape != (len(classes),):
         raise CifarError(f'prediction must be {len(classes)} probabilities, one per class (a row of cnn.predictions)')
+    if not (probabilities.min() >= 0 and abs(probabilities.sum() - 1) < 0.01):
+        raise CifarError('prediction must be probabilities, 0 or more and summing to 1, as a row of cnn.predictions '
+                         "is: a model's raw outputs need the Softmax that make_prediction() adds")
     check_number('actual_label', actual_label, 0, len(classes) - 1)
     if img is None:  # plot_predictions: no picture
         return
@@ -250,20 +270,37 @@ MADE_BY = {  # what a step of CifarCNN may need made first: its type, and the st
     'predictions': (np.ndarray, "the model's predictions: cnn.make_prediction()")}
 
 
-def require(cnn, step, *made):
-    """Stops `step` with one line if what it needs (MADE_BY) is not made yet, or not by the step that makes it."""
+def require(cnn, step, *made, convolutions=False):
+    """Stops `step` with one line if what it needs (MADE_BY) is not made yet, or not as the step makes it: a
+    model not compiled, predictions not one row per test image; with `convolutions`, a model without any."""
     for name in made:
         kind, made_by = MADE_BY[name]
         if not isinstance(value := getattr(cnn, name, None), kind):
             brackets = f' (cnn.{name} holds the method itself: add the brackets)' if callable(value) else ''
             raise CifarError(f'{step}() needs {made_by} first{brackets}')
-        if (name == 'model' and not (value.compiled and any(isinstance(layer, keras.layers.Conv2D)
-                                                            for layer in value.layers))
-                or name == 'predictions' and value.shape != (len(cnn.test_imgs), len(cnn.classes))):
-            raise CifarError(f'{step}() needs {made_by} first (cnn.{name} is not what it makes)')
+        if name == 'predictions' and value.shape != (len(cnn.test_imgs), len(cnn.classes)):
+            raise CifarError(f'{step}() needs {made_by} first (cnn.predictions is not what it makes: '
+                             f'{len(cnn.test_imgs)} rows of {len(cnn.classes)})')
+        if name == 'model' and not value.compiled:
+            raise CifarError(f'{step}() needs a compiled model: build_model() compiles the post\'s, and a network of '
+                             'your own needs model.compile(...) first')
+        if name == 'model' and convolutions and not any(isinstance(layer, keras.layers.Conv2D) for layer in value.layers):
+            raise CifarError(f'{step}() looks at convolutions, and cnn.model has no Conv2D layer')
 
 
 # ─── Training: precision, progress, Ctrl-C, epoch times; Keras's layers computed faster ──────────────
+@contextlib.contextmanager
+def keras_quiet():
+    """Keras's own printing (a model's summary) off for a while: in Jupyter too, where it prints past sys.stdout."""
+    was_on = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was_on:
+            keras.config.enable_interactive_logging()
+
+
 def choose_precision(requested):
     """--precision -> (Keras dtype policy, why): `auto` picks mixed precision only where the hardware
     computes it natively; elsewhere it is slower than float32."""
@@ -281,25 +318,77 @@ def choose_precision(requested):
 
 
 def progress_verbosity():
-    """A progress bar on a terminal or in Jupyter; elsewhere (a log file) a line an epoch."""
-    return 1 if getattr(sys.stdout, 'isatty', lambda: False)() or 'ipykernel' in sys.modules else 2
+    """A progress bar on a terminal or in Jupyter (IPython's shell); elsewhere (a log file) a line an epoch."""
+    in_ipython = 'IPython' in sys.modules and sys.modules['IPython'].get_ipython() is not None
+    return 1 if getattr(sys.stdout, 'isatty', lambda: False)() or in_ipython else 2
+
+
+def training_callbacks(cnn):
+    """What train_model() adds to fit(): a truthful progress bar, a clean stop on Ctrl-C, epoch times, the
+    history of a model trained before continued, and TensorBoard's logs with --tensorboard."""
+    earlier = getattr(cnn.model, 'history', None)
+    callbacks = [Progress(progress_verbosity(), len(earlier.epoch) if earlier else 0), StopOnCtrlC(), EpochTimer(),
+                 ContinuedHistory(earlier)]
+    if cnn.variations.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(cnn.variations.tensorboard))
+    return callbacks
 
 
 class Progress(keras.callbacks.Callback):
-    """fit()'s progress, drawn by Keras's own keras.utils.Progbar, counting truthfully: with
-    steps_per_execution, Keras reports an epoch's last group of steps as if it were whole (64/63)."""
-    def __init__(self, verbose):
+    """fit()'s progress, drawn by Keras's own keras.utils.Progbar, counting truthfully: with steps_per_execution
+    Keras reports an epoch's last group of steps as if it were whole (64/63); an epoch cut short by Ctrl-C ends
+    at the step it reached; a model trained before numbers its epochs on from its last."""
+    def __init__(self, verbose, epochs_before):
         super().__init__()
-        self.verbose = verbose
+        self.verbose, self.epochs_before = verbose, epochs_before
     def on_epoch_begin(self, epoch, logs=None):
-        self.bar = keras.utils.Progbar(self.params['steps'], verbose=self.verbose, stateless_metrics=set())
-        if self.params['epochs'] > 1:
-            print(f'Epoch {epoch + 1}/{self.params["epochs"]}')
+        self.bar, self.step = keras.utils.Progbar(self.params['steps'], verbose=self.verbose, stateless_metrics=set()), 0
+        if (epochs := self.epochs_before + self.params['epochs']) > 1:
+            print(f'Epoch {self.epochs_before + epoch + 1}/{epochs}')
     def on_train_batch_end(self, batch, logs=None):
+        self.step = min(batch + 1, self.params['steps'])
         if self.verbose == 1:
-            self.bar.update(min(batch + 1, self.params['steps']), list((logs or {}).items()), finalize=False)
+            self.bar.update(self.step, list((logs or {}).items()), finalize=False)
     def on_epoch_end(self, epoch, logs=None):
-        self.bar.update(self.params['steps'], list((logs or {}).items()), finalize=True)
+        if self.step < self.params['steps']:  # cut short: its validation measured weights that are not kept
+            logs = {key: value for key, value in (logs or {}).items() if not key.startswith('val_')}
+        self.bar.update(self.step, list((logs or {}).items()), finalize=True)
+
+
+class StopOnCtrlC(keras.callbacks.Callback):
+    """First Ctrl-C: finish the current step and stop. An epoch cut short is dropped, from the history and from
+    the model, which goes back to its weights at the end of the last epoch that finished (or as it was before,
+    if none did): the history and the weights stay one. A second Ctrl-C goes to the previous handler: quit now.
+    Only where Python runs signal handlers: its main thread."""
+    def on_train_begin(self, logs=None):
+        self.requested = self.stopped = False
+        self.cut, self.previous, self.weights = None, None, self.model.get_weights()
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) in (signal.default_int_handler, stop_now):  # not ignored
+            self.previous = signal.signal(signal.SIGINT, self.request_stop)
+    def request_stop(self, signum, frame):
+        self.requested = True  # no printing here: the progress bar may be mid-write
+        signal.signal(signal.SIGINT, self.previous)
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested and not self.stopped:
+            print('\nCtrl-C: training stops here (press again to quit now).', flush=True)
+            self.model.stop_training = self.stopped = True
+            self.cut = batch + 1 if batch + 1 < self.params['steps'] else None
+    def on_epoch_end(self, epoch, logs=None):
+        if self.cut is None:
+            self.weights = self.model.get_weights()
+    def on_train_end(self, logs=None):
+        if self.previous is not None and not self.requested:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.cut is not None:
+            history = self.model.history
+            history.history = {key: values[:-1] for key, values in history.history.items()}
+            history.epoch = history.epoch[:-1]
+            self.model.set_weights(self.weights)
+            print(f'Training stopped by Ctrl-C {self.cut} steps into an epoch of {self.params["steps"]}: that epoch '
+                  'is dropped, and the model keeps its weights from the end of the last one that finished.')
+        elif self.stopped:
+            print('Training stopped by Ctrl-C at the end of an epoch: the model keeps what it learnt.')
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -311,38 +400,111 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.start)
     def on_train_end(self, logs=None):
-        self.times = self.times[:len(self.model.history.epoch)]  # StopOnCtrlC drops a cut-short epoch
+        self.times = self.times[:len(self.model.history.epoch)]  # StopOnCtrlC, before, dropped a cut epoch
         if self.times:
             print(f'Epoch times (s): {", ".join(f"{t:.1f}" for t in self.times)}; '
                   f'mean {np.mean(self.times):.1f} s/epoch')
 
 
-class StopOnCtrlC(keras.callbacks.Callback):
-    """First Ctrl-C: finish the current step, stop, and keep the epochs that ran to the end (the history
-    forgets the one cut short). A second Ctrl-C goes to the previous handler: quit now."""
+class ContinuedHistory(keras.callbacks.Callback):
+    """train_model() on a model trained before goes on from its weights: it says so as training starts, and the
+    history then holds every epoch that made the weights, the earlier ones first."""
+    def __init__(self, earlier):
+        super().__init__()
+        self.earlier = earlier if earlier is not None and earlier.epoch else None
     def on_train_begin(self, logs=None):
-        self.requested, self.stopped_in_epoch, self.previous = False, None, None
-        if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, stop_now):  # not ignored
-            self.previous = signal.signal(signal.SIGINT, self.request_stop)
-    def request_stop(self, signum, frame):
-        self.requested = True  # no printing here: the progress bar may be mid-write
-        signal.signal(signal.SIGINT, self.previous)
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-    def on_train_batch_end(self, batch, logs=None):
-        if self.requested and not self.model.stop_training:
-            print('\nCtrl-C: training stops here (press again to quit now).', flush=True)
-            self.stopped_in_epoch = self.epoch
-            self.model.stop_training = True
+        if self.earlier:
+            print(f'The model has trained {len(self.earlier.epoch)} epochs already, and goes on from there. '
+                  'To start over: cnn.model = cnn.build_model(), then train again.')
     def on_train_end(self, logs=None):
-        if self.previous is not None and not self.requested:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.stopped_in_epoch is not None:
-            history, finished = self.model.history, self.stopped_in_epoch
-            history.history = {key: values[:finished] for key, values in history.history.items()}
-            history.epoch = history.epoch[:finished]
-            print(f'Training stopped by Ctrl-C after {finished} finished epoch(s); '
-                  'the steps below use what was learnt so far.')
+        if self.earlier:
+            history = self.model.history
+            history.history = {key: self.earlier.history.get(key, []) + values for key, values in history.history.items()}
+            history.epoch = list(range(len(self.earlier.epoch) + len(history.epoch)))
+
+
+def datasets(cnn):
+    """(train, validation, test) tf.data pipelines over cnn's images and labels, validation on the test set
+    unless --validation-split. Sets cnn.validation_label, the curve's name for evaluate_model()."""
+    kept = training_images(cnn)
+    cnn._pipelines_made_with = pipeline_settings(cnn)
+    train = pipeline(cnn.train_imgs[:kept], cnn.train_labels[:kept], cnn.batch_size, shuffle=True,
+                     augment=cnn.variations.augment)
+    test = pipeline(cnn.test_imgs, cnn.test_labels, EVAL_BATCH_SIZE)
+    if kept == len(cnn.train_imgs):
+        cnn.validation_label = 'val_accuracy'
+        return train, test, test
+    cnn.validation_label = f'val_accuracy (last {len(cnn.train_imgs) - kept:,} training images)'
+    return train, pipeline(cnn.train_imgs[kept:], cnn.train_labels[kept:], EVAL_BATCH_SIZE), test
+
+
+EVAL_BATCH_SIZE = 500  # evaluation and prediction: the same numbers as batches of 32, in fewer steps
+
+
+def pipeline(imgs, labels, batch_size, shuffle=False, augment=False):
+    """A tf.data pipeline over images as loaded (uint8: a quarter of float32's memory), each batch scaled to
+    float32 in [0, 1] as preprocess_data() scales the arrays; a new order every epoch with shuffle, as
+    fit(shuffle=True) gives arrays; with augment (--augment) each batch flipped and shifted first, in order,
+    so that a seed repeats a run (bench/README.md)."""
+    imgs, labels = tf.constant(imgs), tf.constant(labels)
+    dataset = tf.data.Dataset.range(len(imgs))
+    if shuffle:
+        dataset = dataset.shuffle(len(imgs), reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda indices: (tf.gather(imgs, indices), tf.gather(labels, indices)))
+    if augment:
+        dataset = dataset.map(lambda batch_imgs, batch_labels: (flip_and_shift(batch_imgs), batch_labels))
+    if imgs.dtype == tf.uint8:
+        dataset = dataset.map(lambda batch_imgs, batch_labels: (tf.cast(batch_imgs, tf.float32) / 255.0, batch_labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def training_images(cnn):
+    """How many training images are trained on: all but the last --validation-split of them."""
+    held_out = math.ceil(len(cnn.train_imgs) * cnn.variations.validation_split)
+    if held_out >= len(cnn.train_imgs):
+        raise CifarError(f'{named("validation_split", cnn.variations.validation_split)} leaves no training images '
+                         f'out of {len(cnn.train_imgs)}')
+    return len(cnn.train_imgs) - held_out
+
+
+def use_current_settings(cnn, step):
+    """The settings `step` uses, checked again (cnn.epochs = 0 is the same one line as CifarCNN(epochs=0)): a
+    batch size or variations changed since preprocess_data() remake the pipelines; variations that
+    build_model() made the network with, changed since, say to build it again."""
+    check_arguments(epochs=cnn.epochs, batch_size=cnn.batch_size, figures_dir=cnn.figures_dir, show=cnn.show,
+                    variations=cnn.variations)
+    check_arguments(**{field.name: getattr(cnn.variations, field.name) for field in dataclasses.fields(cnn.variations)})
+    if pipeline_settings(cnn) != cnn._pipelines_made_with:
+        cnn.train_ds, cnn.validation_ds, cnn.test_ds = datasets(cnn)
+    if getattr(cnn, '_network_made_with', None) not in (None, network_settings(cnn)):
+        raise CifarError(f'{step}(): cnn.variations, cnn.epochs or cnn.batch_size changed what build_model() makes '
+                         'since it made cnn.model: cnn.model = cnn.build_model() again first')
+
+
+def pipeline_settings(cnn):
+    """What datasets() makes the pipelines from."""
+    return cnn.batch_size, cnn.variations.augment, cnn.variations.validation_split
+
+
+def network_settings(cnn):
+    """What build_model() makes the network and its optimizer from."""
+    cosine = cnn.variations.cosine_decay
+    return cnn.variations.batch_norm, cnn.variations.dropout, cosine, cosine and (cnn.epochs, cnn.batch_size)
+
+
+def training_history(cnn):
+    """For evaluate_model(): the history of the training that made cnn.model's weights (all of it, trained once or
+    more), whatever cnn.history holds; None, after one line saying why, if there is no curve to draw."""
+    if callable(cnn.history):
+        raise CifarError('evaluate_model() needs the history train_model() returns (cnn.history holds the method '
+                         'itself: add the brackets)')
+    history = getattr(cnn.model, 'history', None)
+    if history is None or not history.epoch:
+        print('No accuracy curve: this model has no epoch of training here (loaded, or not trained yet: '
+              'cnn.history = cnn.train_model())')
+        return None
+    return history
 
 
 def flip_and_shift(images):
@@ -386,12 +548,12 @@ def can_show():
 
 def show_figure(cnn, name):
     """The one place figures go, where the post calls plt.show(): written to cnn.figures_dir/name if a folder
-    was given (atomically), then shown where there is a display (inline in Jupyter, a window on a desktop);
-    with neither, the first figure says where figures can go."""
+    was given (atomically, with the run it came from in its metadata), then shown where there is a display
+    (inline in Jupyter, a window on a desktop); with neither, the first figure says where figures can go."""
     fig, path = plt.gcf(), os.path.join(cnn.figures_dir or '', name)
     if cnn.figures_dir:
         check_writable(cnn.figures_dir, 'figures')
-        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png'))
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png', metadata=figure_metadata(cnn)))
         print(f'Wrote {printable(path)}')
     if cnn.show if cnn.show is not None else can_show():
         plt.show()
@@ -399,6 +561,32 @@ def show_figure(cnn, name):
         print("No display here, so no figure is shown: CifarCNN(figures_dir='figures') writes them to files.")
         cnn._said_where_figures_go = True
     plt.close(fig)
+
+
+RUN = {}  # the command line's own facts for the figures' metadata: 'Command', 'Seed'
+
+
+def figure_metadata(cnn):
+    """What a figure's PNG file records of the run that drew it (tests/test_figures.py checks that the committed
+    ones come from one full default run): the same 'Run' for every figure of one CifarCNN."""
+    facts = {'Run': cnn.__dict__.setdefault('_run_id', uuid.uuid4().hex), 'Seed': RUN.get('Seed', 'not set'),
+             'Command': RUN.get('Command', 'CifarCNN, in Python'), 'Epochs': str(cnn.epochs),
+             'Images': f'{len(cnn.train_imgs):,} training, {len(cnn.test_imgs):,} test',
+             'Precision': keras.mixed_precision.global_policy().name, 'Creation Time': time.strftime('%Y-%m-%d %H:%M %Z'),
+             'Software': f'Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, '
+                         f'numpy {np.__version__}, matplotlib {matplotlib.__version__}'}
+    predictions = getattr(cnn, 'predictions', None)
+    if isinstance(predictions, np.ndarray) and predictions.shape == (len(cnn.test_labels), len(cnn.classes)):
+        truth, predicted = cnn.test_labels[:, 0], predictions.argmax(axis=1)
+        matrix = np.zeros((len(cnn.classes),) * 2, int)
+        np.add.at(matrix, (truth, predicted), 1)
+        per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+        confused = np.unravel_index(np.argmax(matrix - np.diag(np.diag(matrix))), matrix.shape)
+        facts |= {'Test accuracy': f'{np.mean(predicted == truth):.4f}', 'Mistakes': f'{np.sum(predicted != truth):,}',
+                  'Per-class accuracy': ', '.join(f'{cnn.classes[i]} {per_class[i]:.2f}' for i in np.argsort(per_class)),
+                  'Most confused': f'{cnn.classes[confused[0]]} taken for {cnn.classes[confused[1]]} '
+                                   f'{matrix[confused]} times'}
+    return facts
 
 
 # ─── Writing files: whole or not at all, and nothing of a run left behind ────────────────────────────
@@ -546,6 +734,9 @@ def run_as_a_program(parse, run, argv):
         print('error: standard output is closed, so what this prints would be lost', file=sys.stderr)
         return 1
     args = parse(argv)
+    global COMMAND_LINE
+    backend, policy, COMMAND_LINE = plt.get_backend(), keras.mixed_precision.global_policy(), True
+    RUN.update(Command=' '.join(['python cifar_cnn.py', *(sys.argv[1:] if argv is None else argv)]), Seed=str(args.seed))
     if not args.show:
         matplotlib.use('Agg')  # draw to files only: never wait for a window
     elif not can_show():
@@ -573,8 +764,11 @@ def run_as_a_program(parse, run, argv):
             return 128 + getattr(signal, 'SIGPIPE', 13)
         print(f'error: cannot write standard output ({lost.args[0].strerror})', file=sys.stderr)
         return 1
-    finally:
-        sys.stdout, tempfile.tempdir = stdout, previous_tempdir
+    finally:  # the caller's Python as it was: %run cifar_cnn.py in Jupyter goes on drawing inline
+        sys.stdout, tempfile.tempdir, COMMAND_LINE = stdout, previous_tempdir, False
+        RUN.clear()
+        plt.switch_backend(backend)
+        keras.mixed_precision.set_global_policy(policy)
         clean_up()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps
 
-from cifar_cnn_plumbing import CifarError, first_line, stderr_dropped
+from cifar_cnn_plumbing import CifarError, first_line, named, stderr_dropped
 
 MB = 2**20
 MAX_BATCH_BYTES = 64 * MB     # a CIFAR-10 batch file: 31 MB
@@ -37,9 +37,9 @@ MAX_MODEL_BYTES = 64 * MB     # a saved model: ~1.5 MB
 MAX_IMAGE_BYTES = 64 * MB
 
 
-def read_file(path, label, limit):
-    """The bytes of `path`, a regular file of at most `limit` bytes; folders, pipes, devices and symlink loops
-    are refused before they are opened, so nothing waits on them."""
+def read_file(path, label, limit, advice=''):
+    """The bytes of `path`, a regular file of at most `limit` bytes (`advice` says what to do with a larger one);
+    folders, pipes, devices and symlink loops are refused before they are opened, so nothing waits on them."""
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
             raise CifarError(f'{label}: is a folder, not a file')
@@ -49,7 +49,7 @@ def read_file(path, label, limit):
             if not stat.S_ISREG(info.st_mode):
                 raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
             if info.st_size > limit:
-                raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} expected at most')
+                raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} read here{advice}')
             data = f.read(limit + 1)
     except FileNotFoundError:
         raise CifarError(f'{label}: no such file') from None
@@ -83,7 +83,7 @@ def load_cifar10(data_dir=None, limit=None):
     test_imgs, test_labels = (np.ascontiguousarray(array[:limit]) for array in batches[5])
     for what, imgs in (('training', train_imgs), ('test', test_imgs)):
         if not len(imgs):
-            raise CifarError(f'--data-dir {data_dir}: holds no {what} images')
+            raise CifarError(f'{named("data_dir", data_dir)}: holds no {what} images')
     return (train_imgs, train_labels), (test_imgs, test_labels)
 
 
@@ -104,7 +104,7 @@ def keras_load_data():
                                                                                               TimeoutError)):
             reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(e))
             raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz from '
-                             f'{CIFAR_PAGE} yourself; point --data-dir (data_dir= in Python) at its folder') from None
+                             f'{CIFAR_PAGE} yourself; point {named("data_dir")} at its folder') from None
         if isinstance(e, KERAS_CACHE_ERRORS):
             cache = os.path.join(os.path.expanduser(home or '~/.keras'), 'datasets')
             raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(e)}); if its download cache is damaged, "
@@ -114,7 +114,7 @@ def keras_load_data():
 
 def read_data_dir(data_dir):
     """--data-dir: a folder of batch files, one holding cifar-10-batches-py/, or one holding the tarball."""
-    label = f'--data-dir {data_dir}'
+    label = named('data_dir', data_dir)
     if not os.path.isdir(data_dir):
         raise CifarError(f'{label}: {"is not a folder" if os.path.lexists(data_dir) else "no such folder"}')
     folder = data_dir if any(os.path.lexists(os.path.join(data_dir, name)) for name in BATCH_FILES) else \
@@ -142,7 +142,8 @@ def read_tarball(path):
                 name = member.name.removeprefix('./').rstrip('/')
                 if name in members:
                     raise CifarError(f'{path}: refused: it holds {member.name[:80]!r} twice')
-                if not (member.isdir() and name in ('.', 'cifar-10-batches-py') or member.isfile() and name in TAR_FILES):
+                allowed = member.isdir() and name in ('.', 'cifar-10-batches-py') or member.isfile() and name in TAR_FILES
+                if not allowed:
                     raise CifarError(f'{path}: refused: {member.name[:80]!r} is not one of the files of the CIFAR-10 '
                                      'archive (cifar-10-batches-py/ and what it holds)')
                 members[name] = member
@@ -279,9 +280,9 @@ HDF5_ERRORS = (OSError, ValueError, TypeError, KeyError, RuntimeError)  # h5py, 
 
 
 def read_model(path, build_network):
-    """--load-model: the network `build_network(batch_norm, dropout)` makes, once the file's config.json
+    """load_model(): the network `build_network(batch_norm, dropout)` makes, once the file's config.json
     describes it, with the file's weights once they check out: nothing of the file is handed to Keras."""
-    label = f'--load-model {path}'
+    label = named('load_model', path)
     config, weights = read_keras_file(path, label)
     batch_norm, dropout = saved_variations(config, label)
     model = build_network(batch_norm, dropout)
@@ -298,7 +299,7 @@ def read_keras_file(path, label):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = {info.filename for info in zf.infolist()}
             if names != KERAS_FILES or len(zf.infolist()) != len(KERAS_FILES):
-                raise CifarError(f'{label}: not a model saved by --save-model '
+                raise CifarError(f'{label}: not a model saved by {named("save_model")} '
                                  f'(holds {", ".join(sorted(names)[:5]) or "nothing"})')
             if sum(info.file_size for info in zf.infolist()) > MAX_MODEL_BYTES:
                 raise CifarError(f'{label}: unpacks to more than {MAX_MODEL_BYTES:,} bytes')
@@ -312,7 +313,7 @@ def saved_layers(config, label):
     saved = config.get('config') if isinstance(config, dict) and config.get('class_name') == 'Sequential' else None
     saved = saved.get('layers') if isinstance(saved, dict) else None
     if not (isinstance(saved, list) and all(isinstance(layer, dict) for layer in saved)):
-        raise CifarError(f'{label}: refused: config.json holds no Sequential model, which --save-model writes')
+        raise CifarError(f'{label}: refused: config.json holds no Sequential model, which {named("save_model")} writes')
     return saved
 
 
@@ -340,7 +341,7 @@ def check_config(config, model, label):
         if described(got) != described(want):
             kind = f'{got.get("module")}.{got.get("class_name")}'[:80] if got else 'missing'
             raise CifarError(f'{label}: refused: layer {i + 1} is {kind}, not the {want.get("class_name", "end")} '
-                             'that --save-model writes there, or not with its settings')
+                             f'that {named("save_model")} writes there, or not with its settings')
 
 
 def read_weights(model, data, label):
@@ -351,7 +352,8 @@ def read_weights(model, data, label):
         with h5py.File(io.BytesIO(data), 'r') as f:
             group = f.get('layers')
             if not isinstance(group, h5py.Group) or len(group) != len(model.layers):
-                raise CifarError(f'{label}: refused: its weights are not those of the network --save-model writes')
+                raise CifarError(f'{label}: refused: its weights are not those of the network '
+                                 f'{named("save_model")} writes')
             found = []
             for path, variable in keras_weight_paths(model).items():
                 dataset = group.get(path)
@@ -359,7 +361,7 @@ def read_weights(model, data, label):
                         and dataset.dtype == np.dtype('<f4') and dataset.chunks is None and not dataset.external
                         and not dataset.is_virtual and dataset.id.get_storage_size() == dataset.nbytes):
                     raise CifarError(f'{label}: refused: the weights at layers/{path} are not the '
-                                     f'{tuple(variable.shape)} float32 numbers --save-model writes there')
+                                     f'{tuple(variable.shape)} float32 numbers {named("save_model")} writes there')
                 found.append((path, variable, dataset))
             values = [(path, variable, dataset[()]) for path, variable, dataset in found]
     except HDF5_ERRORS as e:
@@ -396,7 +398,7 @@ def read_image(path):
     """An image file of any size, format and mode -> uint8 (32, 32, 3) pixels, as CIFAR-10's: turned upright
     (EXIF), made RGB, resized to 32x32 (bilinear), transparent parts on white. Pillow's own limit refuses an
     image that claims too many pixels before it is decoded."""
-    data = read_file(path, path, MAX_IMAGE_BYTES)
+    data = read_file(path, path, MAX_IMAGE_BYTES, '; save it smaller (as a JPEG, or resized) and try again')
     try:  # Pillow's warnings and libtiff's lines about a damaged file: the error line says it
         with warnings.catch_warnings(), stderr_dropped(re.compile('')):
             warnings.simplefilter('ignore')
@@ -409,7 +411,8 @@ def read_image(path):
     except Image.UnidentifiedImageError:
         raise CifarError(f'{path}: not an image in a format read here ({", ".join(IMAGE_FORMATS)})') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CifarError(f'{path}: claims more than {Image.MAX_IMAGE_PIXELS:,} pixels') from None
+        raise CifarError(f'{path}: claims more than the {Image.MAX_IMAGE_PIXELS:,} pixels read here; resize it (it is '
+                         'made 32x32 anyway) and try again') from None
     except IMAGE_ERRORS as e:
         raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
 

@@ -139,7 +139,7 @@ def saved_model(trained, tmp_path_factory):
 # ─── The order of the files, and the processes that start with the session ───────────────────────
 
 ORDER = ['test_steps', 'test_beyond', 'test_data', 'test_support', 'test_fuzz', 'test_follow_along', 'test_cli',
-         'test_real_data']  # as cifar_cnn.py reads: the post's steps, beyond them, the plumbing, the command line
+         'test_figures', 'test_real_data']  # as cifar_cnn.py reads: the post's steps, beyond them, the plumbing, the CLI
 
 
 def pytest_collection_modifyitems(items):
@@ -272,7 +272,8 @@ def background(request, tmp_path_factory):
     if 'test_follow_along' in modules:
         from test_follow_along import notebook_cells, typed_at_the_prompt
         folder = tmp_path_factory.mktemp('notebook')
-        cells = notebook_cells(request.getfixturevalue('session_cifar_dir'))
+        (outside := folder.parent / 'outside').mkdir()  # what the cells write, away from the kernel's folder
+        cells = notebook_cells(request.getfixturevalue('session_cifar_dir'), outside)
         started['notebook'] = (*start_notebook(folder, cells), folder, files_under(ROOT))
         typed = folder.parent / 'typed.py'
         typed.write_text(typed_at_the_prompt(request.getfixturevalue('session_cifar_dir')))

@@ -90,7 +90,7 @@ def test_feature_maps_follow_the_posts_summary(trained, monkeypatch):
     maps = trained.feature_maps(2)
     assert [m.shape for m in maps] == [(30, 30, 32), (13, 13, 64), (4, 4, 64)]
     probe = cifar_cnn.keras.Model(trained.model.layers[0].input, trained.model.layers[0].output)
-    np.testing.assert_allclose(maps[0], probe(trained.test_imgs[2:3] / np.float32(255))[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps[0], probe(trained.test_imgs[2:3])[0], rtol=1e-5, atol=1e-6)
     titles = [ax.get_title() for ax in figures[0].axes]
     assert titles[::9] == ['conv 1: 30x30x32', 'conv 2: 13x13x64', 'conv 3: 4x4x64']
     shown = [int(title[1:]) for title in titles[1:9]]  # the most active of the first layer's 32 maps
@@ -128,7 +128,7 @@ def test_grad_cam_figure_has_a_scale_from_none_to_most(trained, monkeypatch):
 
 def test_grad_cam_looks_where_the_class_is_decided(corner_model):
     cnn = corner_model
-    predicted = cnn.model.predict(cnn.test_imgs / np.float32(255), verbose=0).argmax(axis=1)
+    predicted = cnn.model.predict(cnn.test_imgs, verbose=0).argmax(axis=1)
     patched = cnn.test_imgs[(cnn.test_labels[:, 0] == 1) & (predicted == 1)]
     assert len(patched) >= 30  # it learned the patch
     heat = cnn.grad_cam(patched)
@@ -192,7 +192,7 @@ def varied(session_cifar_dir, tmp_path_factory):
 
 
 def test_dropout_acts_only_in_training(varied):
-    x = varied.test_imgs[:8] / np.float32(255)
+    x = varied.test_imgs[:8]
     first, second = varied.model.predict(x, verbose=0), varied.model.predict(x, verbose=0)
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(varied.model(x, training=True).numpy(), first)
@@ -205,7 +205,7 @@ def test_augmentation_flips_and_shifts_each_training_image_the_same_for_a_seed(c
     runs = []
     for _ in range(2):
         cifar_cnn.keras.utils.set_random_seed(5)
-        runs.append([(a.numpy(), b.numpy()) for a, b in cifar_cnn.pipeline(x, y, 40, augment=True)])
+        runs.append([(a.numpy(), b.numpy()) for a, b in plumbing.pipeline(x, y, 40, augment=True)])
     (augmented, labels), = runs[0]
     np.testing.assert_array_equal(augmented, runs[1][0][0])
     np.testing.assert_array_equal(labels, y)
@@ -222,7 +222,7 @@ def test_validation_split_holds_out_the_last_training_images(varied, monkeypatch
     """40 training images, --validation-split 0.25: fit trains on the first 30 and validates on the
     last 10, unaugmented (--augment is on); the test set is seen only by evaluate_model."""
     (val_x, val_y), = [(x.numpy(), y.numpy()) for x, y in varied.validation_ds]
-    np.testing.assert_allclose(val_x, varied.train_imgs[30:] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(val_x, varied.train_imgs[30:], atol=1e-6)
     np.testing.assert_array_equal(val_y, varied.train_labels[30:])
     assert sum(len(x) for x, _ in varied.train_ds) == 30
     seen = []
@@ -260,9 +260,9 @@ def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path):
     compiled = json.loads(zipfile.ZipFile(path).read('config.json'))['compile_config']
     assert compiled['optimizer']['config']['learning_rate']['class_name'] == 'CosineDecay'
     loaded = cifar_cnn.load_model(path)
-    x = varied.test_imgs[:5] / np.float32(255)
+    x = varied.test_imgs[:5]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), varied.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-    Image.fromarray(varied.test_imgs[0]).save(tmp_path / 'img.png')
+    Image.fromarray((varied.test_imgs[0] * 255).round().astype(np.uint8)).save(tmp_path / 'img.png')
     assert cifar_cnn.predict_files(loaded, [str(tmp_path / 'img.png')]) == 0
 
 
@@ -271,7 +271,7 @@ def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path):
 def test_save_and_load_round_trip(trained, saved_model):
     assert os.listdir(os.path.dirname(saved_model)) == ['model.keras']  # no temporary file left
     loaded = cifar_cnn.load_model(saved_model)
-    x = trained.test_imgs[:5] / np.float32(255)
+    x = trained.test_imgs[:5]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
@@ -387,8 +387,13 @@ def test_a_model_file_claiming_a_billion_weights_costs_no_more_memory_than_a_goo
 
 # ─── Your own pictures ───────────────────────────────────────────────────────────────────────────
 
+def as_loaded(images):
+    """Images scaled by preprocess_data(), back as the uint8 pixels a picture file holds."""
+    return (np.asarray(images) * 255).round().astype(np.uint8)
+
+
 def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path, capsys):
-    img = trained.test_imgs[0]
+    img = as_loaded(trained.test_imgs[0])
     exact = tmp_path / 'test0.png'  # a CIFAR-sized RGB file goes through unchanged
     Image.fromarray(img).save(exact)
     big_jpeg = tmp_path / 'big.jpg'
@@ -419,11 +424,11 @@ def test_predict_files_with_no_image_to_answer_counts_each_failure(trained, tmp_
 
 
 def test_predict_files_answers_more_files_than_one_batch_holds(trained, tmp_path, capsys):
-    """Files are read and answered cifar_cnn.EVAL_BATCH_SIZE at a time: one more than that is answered too."""
-    Image.fromarray(trained.test_imgs[0]).save(tmp_path / 'one.png')
-    assert cifar_cnn.predict_files(trained.model, [str(tmp_path / 'one.png')] * (cifar_cnn.EVAL_BATCH_SIZE + 1)) == 0
+    """Files are read and answered plumbing.EVAL_BATCH_SIZE at a time: one more than that is answered too."""
+    Image.fromarray(as_loaded(trained.test_imgs[0])).save(tmp_path / 'one.png')
+    assert cifar_cnn.predict_files(trained.model, [str(tmp_path / 'one.png')] * (plumbing.EVAL_BATCH_SIZE + 1)) == 0
     answers = capsys.readouterr().out.splitlines()
-    assert len(answers) == cifar_cnn.EVAL_BATCH_SIZE + 1 and len(set(answers)) == 1
+    assert len(answers) == plumbing.EVAL_BATCH_SIZE + 1 and len(set(answers)) == 1
 
 
 RAMP = np.linspace(0, 1, 32 * 32, dtype=np.float64).reshape(32, 32)  # black to white, every grey level

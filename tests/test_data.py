@@ -366,8 +366,15 @@ def test_an_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
     data[16:24] = (100_000).to_bytes(4, 'big') * 2  # the IHDR chunk now claims 100,000 x 100,000
     data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, 'big')  # with a checksum to match
     path.write_bytes(bytes(data))
-    with refused('bomb.png', f'{Image.MAX_IMAGE_PIXELS:,} pixels'):
+    with refused('bomb.png', f'{Image.MAX_IMAGE_PIXELS:,} pixels', 'resize it'):
         readers.read_image(str(path))
+
+
+def test_a_picture_file_too_large_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, 'MAX_IMAGE_BYTES', 1000)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(tmp_path / 'big.png')
+    with refused('big.png', '1,000', 'save it smaller'):
+        readers.read_image(str(tmp_path / 'big.png'))
 
 
 @pytest.mark.parametrize(('extra', 'why'), [

@@ -1,7 +1,10 @@
 """The post's steps, one test per method of `CifarCNN`, in the post's order, on tiny synthetic data; then
 a learner's mistakes with them: arguments out of range and steps called too early."""
 
+import contextlib
 import fractions
+import io
+import itertools
 import os
 import re
 import warnings
@@ -44,23 +47,40 @@ def test_explore_data_prints_and_draws(cifar_dir, tmp_path, capsys):
     assert (tmp_path / '25-train-images.png').stat().st_size > 10_000
 
 
-def test_preprocess_data_scales_each_batch_to_float32(cifar_dir, tmp_path):
+def test_preprocess_data_scales_the_images_and_each_batch_to_float32(cifar_dir, tmp_path):
     cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, figures_dir=str(tmp_path), batch_size=8)
+    loaded = cnn.train_imgs.copy(), cnn.test_imgs.copy()
     cnn.preprocess_data()
-    assert cnn.train_imgs.dtype == np.uint8  # no float64 copy of the data set
+    for scaled, pixels in zip((cnn.train_imgs, cnn.test_imgs), loaded):  # the post's / 255.0, in float32
+        assert scaled.dtype == np.float32 and np.array_equal(scaled, pixels / np.float32(255))
     assert cnn.validation_ds is cnn.test_ds  # the post validates on the test set
     x, y = next(iter(cnn.test_ds))
     assert x.dtype.name == 'float32' and y.dtype.name == 'uint8'
-    np.testing.assert_allclose(x.numpy(), cnn.test_imgs[:len(x)] / 255.0, atol=1e-6)  # unshuffled, [0, 1]
+    np.testing.assert_array_equal(x.numpy(), cnn.test_imgs[:len(x)])  # unshuffled: the same numbers
     batches = [(bx.numpy(), by.numpy()) for bx, by in cnn.train_ds]
     assert [len(bx) for bx, _ in batches] == [8] * 5
     seen = np.concatenate([bx for bx, _ in batches])
     # every training image exactly once per epoch, with its own label
     order = np.argsort(seen.reshape(40, -1)[:, :8].sum(axis=1))
-    expected = np.argsort((cnn.train_imgs.reshape(40, -1)[:, :8] / 255.0).sum(axis=1))
-    np.testing.assert_allclose(seen[order], cnn.train_imgs[expected] / 255.0, atol=1e-6)
+    expected = np.argsort(cnn.train_imgs.reshape(40, -1)[:, :8].sum(axis=1))
+    np.testing.assert_array_equal(seen[order], cnn.train_imgs[expected])
     np.testing.assert_array_equal(np.concatenate([by for _, by in batches])[order], cnn.train_labels[expected])
     assert (tmp_path / 'normalized.png').stat().st_size > 5_000
+
+
+def divide_as_the_post_does(cnn):
+    cnn.train_imgs = cnn.train_imgs / 255.0
+
+
+@pytest.mark.parametrize('typed_first', [divide_as_the_post_does, cifar_cnn.CifarCNN.preprocess_data])
+def test_images_already_scaled_are_not_scaled_twice(cifar_dir, typed_first):
+    """The post's own division typed before preprocess_data(), or preprocess_data() run twice: [0, 1] stays."""
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, show=False)
+    expected = cnn.train_imgs / np.float32(255)
+    typed_first(cnn)
+    cnn.preprocess_data()
+    assert cnn.train_imgs.dtype == np.float32 and np.allclose(cnn.train_imgs, expected)
+    np.testing.assert_allclose(next(iter(cnn.test_ds))[0].numpy(), cnn.test_imgs, atol=1e-7)
 
 
 def test_build_model_is_the_posts_network(cifar_dir, tmp_path, capsys):
@@ -102,11 +122,102 @@ def test_evaluate_model_prints_and_plots_the_whole_history(trained, capsys, monk
     assert lowest < 0.5 and limits == [[np.floor(lowest * 10) / 10, 1]]  # the post's [0.5, 1] would hide it
 
 
-def test_evaluate_model_plots_the_history_even_if_train_model_s_was_not_kept(trained, monkeypatch, tmp_path):
-    monkeypatch.setattr(trained, 'history', None)  # cnn.train_model() typed without cnn.history =
-    monkeypatch.setattr(trained, 'figures_dir', str(tmp_path))
-    trained.evaluate_model()
-    assert trained.history is trained.model.history and os.listdir(tmp_path) == ['history.png']
+def test_the_posts_own_lines_give_the_classes_numbers(trained):
+    """What the post types after preprocess_data() works on the class's data: the post's evaluate and its
+    prob_model give what evaluate_model() and make_prediction() give."""
+    keras = cifar_cnn.keras
+    loss, accuracy = trained.model.evaluate(trained.test_imgs, trained.test_labels, verbose=0)  # the post's line
+    ours = trained.model.evaluate(trained.test_ds, verbose=0)
+    assert accuracy == ours[1] and loss == pytest.approx(ours[0], rel=1e-4)
+    prob_model = keras.Sequential([trained.model, keras.layers.Softmax()])  # the post's make_prediction
+    np.testing.assert_allclose(prob_model.predict(trained.test_imgs, verbose=0), trained.predictions, atol=1e-5)
+
+
+@pytest.fixture
+def fresh(session_cifar_dir):
+    """A CifarCNN of the tiny data set, its data prepared and a model built, not trained; nothing shown."""
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, epochs=1, batch_size=8, show=False)
+    cnn.preprocess_data()
+    with contextlib.redirect_stdout(io.StringIO()):
+        cnn.model = cnn.build_model()
+    return cnn
+
+
+def test_training_again_goes_on_says_so_and_the_curve_shows_every_epoch(fresh, capsys, monkeypatch):
+    fresh.history = fresh.train_model()
+    assert 'already' not in capsys.readouterr().out
+    fresh.epochs = 2
+    fresh.train_model()  # and cnn.history not kept: evaluate_model() draws the model's whole training all the same
+    out = capsys.readouterr().out
+    assert 'trained 1 epochs already' in out and 'cnn.model = cnn.build_model()' in out and 'Epoch 3/3' in out
+    drawn = []
+    monkeypatch.setattr(cifar_cnn.plt, 'show', lambda: drawn.append([len(line.get_xdata()) for line in
+                                                                     cifar_cnn.plt.gca().get_lines()]))
+    fresh.show = True
+    fresh.evaluate_model()
+    assert drawn == [[3, 3]] and fresh.history.epoch == [0, 1, 2] and len(fresh.history.history['loss']) == 3
+
+
+def test_evaluate_model_before_any_training_says_why_there_is_no_curve(fresh, capsys):
+    fresh.evaluate_model()
+    out = capsys.readouterr().out
+    assert 'Accuracy: ' in out and 'No accuracy curve' in out and 'cnn.history = cnn.train_model()' in out
+
+
+@pytest.mark.parametrize(('name', 'value', 'names'), [
+    ('epochs', 0, ['epochs=0', '10,000']), ('epochs', '2', ["epochs='2'", 'whole number']),
+    ('epochs', 2.5, ['epochs=2.5', 'whole number']), ('batch_size', 0, ['batch_size=0', '4,096']),
+    ('variations', 'augment', ['variations=', 'Variations(...)']),
+    ('variations.dropout', 2, ['dropout=2', 'not including, 1']),
+    ('variations', Variations(batch_norm=True), ['build_model()', 'again']),
+    ('variations', Variations(cosine_decay=True), ['build_model()', 'again'])])
+def test_an_attribute_changed_after_the_constructor_is_checked_where_it_is_used(fresh, name, value, names):
+    """cnn.epochs = 0 typed after the constructor: the same line as CifarCNN(epochs=0) when train_model() uses it.
+    Variations that build_model() made the network with, changed since: build it again."""
+    owner, attribute = (fresh.variations, 'dropout') if name == 'variations.dropout' else (fresh, name)
+    setattr(owner, attribute, value)
+    with refused('train_model()' if 'build_model' in names else names[0], *names):
+        fresh.train_model()
+
+
+def test_a_batch_size_or_augmentation_changed_after_preprocess_data_is_applied(fresh, capsys):
+    fresh.batch_size, fresh.variations = 40, Variations(augment=True)  # the tiny set: 40 training images
+    fresh.train_model()
+    assert '1/1 - ' in capsys.readouterr().out  # one step of 40, not five of 8
+    assert len(next(iter(fresh.train_ds))[0]) == 40
+
+
+def test_plot_img_refuses_what_is_not_probabilities(trained):
+    logits = trained.model.predict(trained.test_imgs[:1], verbose=0)[0] * 100  # the model's raw outputs
+    for prediction in (logits, np.full(10, 0.5)):
+        with refused('prediction', 'probabilities', 'Softmax'):
+            trained.plot_img(prediction, 1, trained.test_imgs[0])
+
+
+def test_python_and_the_command_line_each_name_what_was_typed(tmp_path, capsys):
+    with refused(f"data_dir='{tmp_path / 'nope'}'", 'no such folder'):
+        cifar_cnn.CifarCNN(data_dir=str(tmp_path / 'nope'))
+    assert cifar_cnn.main(['--data-dir', str(tmp_path / 'nope'), '--figures-dir', str(tmp_path / 'f')]) == 1
+    assert f"--data-dir {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    (tmp_path / 'bad.keras').write_bytes(b'not a zip')
+    with refused(f"load_model('{tmp_path / 'bad.keras'}')", 'damaged'):
+        cifar_cnn.load_model(str(tmp_path / 'bad.keras'))
+    assert capsys.readouterr().out == ''  # nothing printed before the refusal
+
+
+def test_labels_fit_the_figure(trained):
+    """predictions.png's longest labels ('automobile 100% (automobile)') stay within the figure."""
+    fig = cifar_cnn.plt.figure(figsize=(12, 10))
+    for i in range(15):
+        cifar_cnn.plt.subplot(5, 6, 2 * i + 1)
+        trained.plot_img(np.eye(10)[1], 1, trained.test_imgs[0])
+    cifar_cnn.plt.tight_layout()
+    fig.canvas.draw()
+    width = fig.bbox.width
+    extents = [ax.xaxis.label.get_window_extent() for ax in fig.axes]
+    assert all(0 <= extent.x0 and extent.x1 <= width for extent in extents)
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(extents) if a.y0 == b.y0)  # nor run into the next
+    cifar_cnn.plt.close(fig)
 
 
 def test_plot_img_colours_and_label(trained):
@@ -137,7 +248,7 @@ def test_make_prediction_keeps_probabilities_and_draws_15(trained):
     predictions = trained.predictions
     assert predictions.shape == (24, 10) and predictions.dtype == np.float32
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
-    logits = trained.model.predict(trained.test_imgs[:3] / np.float32(255), verbose=0).astype(np.float32)
+    logits = trained.model.predict(trained.test_imgs[:3], verbose=0).astype(np.float32)
     np.testing.assert_array_equal(predictions[:3].argmax(axis=1), logits.argmax(axis=1))
     assert os.path.getsize(os.path.join(trained.figures_dir, 'predictions.png')) > 10_000
 
@@ -180,31 +291,53 @@ def test_the_command_line_follows_the_same_rules(name, value, takes, capsys):
 
 
 STEPS_FIRST = {  # each step, and what an earlier step must have made (as plumbing.require checks it)
-    'train_model': ['test_ds', 'model'], 'evaluate_model': ['test_ds', 'model', 'history'],
+    'train_model': ['test_ds', 'model'], 'evaluate_model': ['test_ds', 'model'],
     'make_prediction': ['test_ds', 'model'], 'confusion_matrix': ['predictions'],
     'plot_confusion_matrix': ['predictions'], 'mistakes': ['predictions'], 'plot_mistakes': ['predictions'],
     'filters': ['model'], 'plot_filters': ['model'], 'feature_maps': ['model'], 'plot_feature_maps': ['model'],
     'plot_grad_cam': ['model', 'predictions']}
 MADE_BY = {'test_ds': 'cnn.preprocess_data()', 'model': 'cnn.model = cnn.build_model()',
-           'history': 'cnn.history = cnn.train_model()', 'predictions': 'cnn.make_prediction()'}
-NOT_WHAT_IT_MAKES = {  # for each thing a step makes, one of its type that the step does not make
-    'model': cifar_cnn.keras.Sequential([cifar_cnn.keras.Input((32, 32, 3)), cifar_cnn.keras.layers.Flatten(),
-                                         cifar_cnn.keras.layers.Dense(10)]),  # no convolution, never compiled
-    'predictions': np.full((5, 10), 0.1, np.float32)}  # not one row per test image
+           'predictions': 'cnn.make_prediction()'}
+NOT_WHAT_IT_MAKES = {  # for each thing a step makes, one of its type that the step does not make, and what is said
+    'model': (cifar_cnn.keras.Sequential([cifar_cnn.keras.Input((32, 32, 3)), cifar_cnn.keras.layers.Flatten(),
+                                          cifar_cnn.keras.layers.Dense(10)]), ['compiled', 'model.compile(']),
+    'predictions': (np.full((5, 10), 0.1, np.float32), ['cnn.predictions', 'not what it makes'])}
 
 
 @pytest.mark.parametrize(('step', 'missing', 'instead'), [
     (step, made, instead) for step, needs in STEPS_FIRST.items() for made in needs
-    for instead in ('none', 'the method', *([NOT_WHAT_IT_MAKES[made]] if made in NOT_WHAT_IT_MAKES else []))
-    if (made, instead) != ('history', 'none')])  # no history: a loaded model, whose evaluate_model() plots none
+    for instead in ('none', 'the method', *(['another'] if made in NOT_WHAT_IT_MAKES else []))])
 def test_a_step_called_before_the_one_it_needs_says_which(trained, monkeypatch, step, missing, instead):
     """Every step with each earlier step missing (or its result the method itself, the brackets forgotten:
     cnn.model = cnn.build_model): one line naming the step called and the one to run first, in the post's words."""
-    kind = instead if isinstance(instead, str) else 'another'
-    monkeypatch.setattr(trained, missing, {'none': None, 'the method': trained.build_model}.get(kind, instead))
-    why = {'none': [], 'the method': ['brackets'], 'another': [f'cnn.{missing}', 'not what it makes']}[kind]
-    with refused(f'{step}()', MADE_BY[missing], *why):
+    made, said = NOT_WHAT_IT_MAKES.get(missing, (None, []))
+    monkeypatch.setattr(trained, missing, {'none': None, 'the method': trained.build_model, 'another': made}[instead])
+    why = {'none': [MADE_BY[missing]], 'the method': [MADE_BY[missing], 'brackets'], 'another': said}[instead]
+    with refused(f'{step}()', *why):
         getattr(trained, step)()
+
+
+def test_evaluate_model_with_the_method_in_cnn_history_says_to_add_the_brackets(trained, monkeypatch):
+    monkeypatch.setattr(trained, 'history', trained.train_model)  # cnn.history = cnn.train_model
+    with refused('evaluate_model()', 'brackets'):
+        trained.evaluate_model()
+
+
+def test_a_network_of_your_own_trains_and_only_the_steps_that_look_at_convolutions_need_them(cifar_dir):
+    """A reader's own compiled network (no Conv2D at all) trains, evaluates and predicts; filters, feature maps
+    and Grad-CAM say that they look at convolutions."""
+    cnn = cifar_cnn.CifarCNN(data_dir=cifar_dir, epochs=1, batch_size=8, show=False)
+    cnn.preprocess_data()
+    keras = cifar_cnn.keras
+    cnn.model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    cnn.model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    cnn.history = cnn.train_model()
+    cnn.evaluate_model()
+    cnn.make_prediction()
+    cnn.plot_confusion_matrix()
+    for step in ('plot_filters', 'plot_feature_maps', 'plot_grad_cam'):
+        with refused(f'{step}()', 'Conv2D'):
+            getattr(cnn, step)()
 
 
 @pytest.mark.parametrize(('call', 'names'), [

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -35,13 +36,13 @@ class CtrlCOn(io.StringIO):
 @pytest.fixture(scope='module')
 def stopped_in_epoch_3(session_cifar_dir):
     """A model trained in mixed precision (what --precision mixed, or auto on a CPU with native bfloat16,
-    runs) for up to 50 epochs, Ctrl-C arriving in the third: (cnn, what training printed)."""
+    runs) for up to 50 epochs of 40 steps, Ctrl-C arriving as the third begins: (cnn, what training printed).
+    Keras hears of it at the end of a group of 32 steps: 32 steps into the epoch."""
     policy = cifar_cnn.keras.mixed_precision.global_policy()
     cifar_cnn.keras.mixed_precision.set_global_policy('mixed_bfloat16')
-    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, epochs=50, batch_size=8)
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, epochs=50, batch_size=1)
     cnn.preprocess_data()
     cnn.model = cnn.build_model()
-
     with contextlib.redirect_stdout(CtrlCOn('Epoch 3/')) as printed:  # a learner's Ctrl-C, seeing epoch 3 begin
         cnn.history = cnn.train_model()
         cnn.make_prediction()
@@ -49,13 +50,31 @@ def stopped_in_epoch_3(session_cifar_dir):
     return cnn, printed.getvalue()
 
 
-def test_ctrl_c_in_training_keeps_the_finished_epochs(stopped_in_epoch_3):
-    """Ctrl-C arriving in epoch 3: epochs 1-2 are kept, training ends, the model stays usable."""
+def test_ctrl_c_in_training_keeps_the_finished_epochs_and_their_weights(stopped_in_epoch_3):
+    """Ctrl-C in epoch 3: training ends; the cut epoch shows where it was cut, and is dropped from the history and
+    from the weights, which are those of the end of epoch 2: what the history's last point measured."""
     cnn, out = stopped_in_epoch_3
-    assert len(cnn.history.history['accuracy']) == 2 and cnn.history.epoch == [0, 1]
-    assert 'Training stopped by Ctrl-C after 2 finished epoch(s)' in out
+    assert cnn.history.epoch == [0, 1] and len(cnn.history.history['accuracy']) == 2
+    epoch_3 = out.split('Epoch 3/50')[1]
+    assert '32/40 - ' in epoch_3 and 'val_accuracy' not in epoch_3.split('32/40 - ')[1].splitlines()[0]
+    assert 'stopped by Ctrl-C 32 steps into an epoch of 40' in epoch_3
     assert len(out.split('Epoch times (s): ')[1].split(';')[0].split(', ')) == 2  # the cut epoch is not timed
+    loss, accuracy = cnn.model.evaluate(cnn.validation_ds, verbose=0)
+    assert accuracy == cnn.history.history['val_accuracy'][-1] and loss == pytest.approx(cnn.history.history['val_loss'][-1])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_train_model_in_a_thread_of_its_own_trains(session_cifar_dir):
+    """Streamlit, Gradio or a notebook's thread: Python runs signal handlers in its main thread only, so Ctrl-C
+    is left as it is there, and training goes on as anywhere."""
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, epochs=1, batch_size=8, show=False)
+    cnn.preprocess_data()
+    cnn.model = cnn.build_model()
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(cnn.train_model()))
+    worker.start()
+    worker.join(120)
+    assert len(outcome) == 1 and outcome[0].epoch == [0]
 
 
 @contextlib.contextmanager
