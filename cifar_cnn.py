@@ -411,6 +411,8 @@ class Variations:
 
 
 plumbing.RULES['variations'] = Variations  # CifarCNN(variations=...) takes one of these
+plumbing.one_drawing_at_a_time(CifarCNN, ['explore_data', 'preprocess_data', 'evaluate_model', 'make_prediction',
+                                          *[name for name in vars(CifarCNN) if name.startswith('plot_')]])
 
 
 def build_network(batch_norm=False, dropout=0.0):

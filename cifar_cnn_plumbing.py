@@ -16,6 +16,9 @@ Importing it, which cifar_cnn.py does first, changes the caller's process only i
 import argparse
 import contextlib
 import dataclasses
+import functools
+import importlib.util
+import json
 import math
 import numbers
 import os
@@ -23,6 +26,7 @@ import platform
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -67,69 +71,6 @@ for variable, value in {'TF_CPP_MIN_LOG_LEVEL': '2', **({'TF_ENABLE_ONEDNN_OPTS'
                         **thread_layout(NATIVE_BFLOAT16, CPU_COUNT, NVIDIA_DRIVER)}.items():
     os.environ.setdefault(variable, value)
 
-# What TensorFlow's C++ code writes as it loads; a failed search for a GPU is no error where no driver exists.
-STARTUP_NOTES = re.compile(
-    r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
-    r'|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] '
-    r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.'
-    + ('' if NVIDIA_DRIVER else r'|E\d{4} .* cuda_platform\.cc:\d+\] failed call to cuInit'))
-stderr_fd = 2  # where file descriptor 2 really goes, also while stderr_dropped() holds it
-
-
-@contextlib.contextmanager
-def stderr_dropped(lines):
-    """Drops the `lines` that C code writes straight to file descriptor 2, out of Python's reach
-    (TensorFlow's start-up notes, libtiff's remarks on a damaged file); every other line is passed on."""
-    if sys.stderr is None:  # started with 2>&-: nothing to drop
-        yield
-        return
-    global stderr_fd
-    sys.stderr.flush()
-    stderr_fd = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(stderr_fd, 2)
-            os.close(stderr_fd)
-            stderr_fd = 2
-            caught.seek(0)
-            sys.stderr.writelines(line for line in caught.read().decode(errors='replace').splitlines(True)
-                                  if not lines.match(line))
-
-
-def started_as_the_script():
-    """Whether this process is `python cifar_cnn.py` (or `-m cifar_cnn`), not cifar_cnn imported."""
-    return os.path.basename(getattr(sys.modules.get('__main__'), '__file__', None) or '') == 'cifar_cnn.py'
-
-
-def cannot_start(error):
-    """Ctrl-C while TensorFlow loads, or an environment it cannot load in: in `python cifar_cnn.py` one line
-    and exit 130 or 1, as for any failure; imported into Python or Jupyter, the error itself."""
-    if isinstance(error, ValueError) and 'MPLBACKEND' in os.environ:  # matplotlib reads it as it loads
-        error = ImportError(f"MPLBACKEND={os.environ['MPLBACKEND']}: not a backend matplotlib knows; unset it")
-    if not started_as_the_script() or isinstance(error, ValueError):
-        raise error
-    sys.stderr.write('\nInterrupted.\n' if isinstance(error, KeyboardInterrupt) else f'error: {error}\n')
-    raise SystemExit(130 if isinstance(error, KeyboardInterrupt) else 1)
-
-
-try:
-    if os.environ.get('KERAS_BACKEND', 'tensorflow') != 'tensorflow':
-        cannot_start(ImportError(f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}: runs on TensorFlow only; unset it"))
-    import matplotlib  # it reads MPLBACKEND as it loads: a ValueError here, before TensorFlow's 3 s
-    with stderr_dropped(STARTUP_NOTES):
-        import keras
-        import matplotlib.pyplot as plt
-        import numpy as np
-        import tensorflow as tf
-        tf.config.list_physical_devices('GPU')  # TensorFlow looks for a GPU once, and notes a failure
-except (KeyboardInterrupt, ValueError) as error:
-    cannot_start(error)
-
-
 # ─── Errors for the user: one line ───────────────────────────────────────────────────────────────────
 class CifarError(Exception):
     """An expected failure (a bad file, an argument out of range, a step called too early): one line for the
@@ -172,6 +113,175 @@ def first_line(error):
     errors open with a line ending in ':'), else its type's name."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return next((line for line in lines if not line.endswith(':')), lines[0] if lines else type(error).__name__)[:200]
+
+
+# What TensorFlow's C++ code writes as it loads; a failed search for a GPU is no error where no driver exists.
+STARTUP_NOTES = re.compile(
+    r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+    r'|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] '
+    r'|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.'
+    + ('' if NVIDIA_DRIVER else r'|E\d{4} .* cuda_platform\.cc:\d+\] failed call to cuInit'))
+stderr_fd = 2  # where file descriptor 2 really goes, also while stderr_dropped() holds it
+
+
+@contextlib.contextmanager
+def stderr_dropped(lines):
+    """Drops the `lines` that C code writes straight to file descriptor 2, out of Python's reach
+    (TensorFlow's start-up notes, libtiff's remarks on a damaged file); every other line is passed on, whole.
+    With no standard error (2>&-) or no temporary space to hold them, nothing is dropped."""
+    global stderr_fd
+    try:
+        caught = tempfile.TemporaryFile() if sys.stderr is not None else None  # noqa: SIM115 -- `with caught` below
+    except OSError:  # no usable temporary folder: run_as_a_program says so
+        caught = None
+    if caught is None:
+        yield
+        return
+    sys.stderr.flush()
+    stderr_fd = os.dup(2)
+    with caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(stderr_fd, 2)
+            os.close(stderr_fd)
+            stderr_fd = 2
+            caught.seek(0)
+            sys.stderr.writelines(line if line.endswith('\n') else line + '\n'  # cut short: never glued to the next
+                                  for line in caught.read().decode(errors='replace').splitlines(True)
+                                  if not lines.match(line))
+
+
+def read_file(path, label, limit, advice=''):
+    """The bytes of `path`, a regular file of at most `limit` bytes (`advice` says what to do with a larger one);
+    folders, pipes, devices and symlink loops are refused before they are opened, so nothing waits on them."""
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            raise CifarError(f'{label}: is a folder, not a file')
+        # O_NONBLOCK: should the file have been swapped for a pipe since, opening it cannot hang
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)), 'rb') as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
+            if info.st_size > limit:
+                raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} read here{advice}')
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise CifarError(f'{label}: no such file') from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise CifarError(f'{label}: cannot read it ({getattr(e, "strerror", None) or e})') from None
+    if len(data) > limit:
+        raise CifarError(f'{label}: grew past {limit:,} bytes while being read')
+    return data
+
+
+REQUIRED = ['tensorflow', 'keras', 'numpy', 'matplotlib', 'PIL', 'h5py']  # what requirements.txt installs
+KERAS_SETTINGS = {'floatx': {'float16', 'float32', 'float64'}, 'epsilon': float,  # what Keras accepts there
+                  'image_data_format': {'channels_last', 'channels_first'}, 'backend': {'tensorflow'}}
+GiB = 2**30
+MIN_ADDRESS_SPACE, FULL_RUN_ADDRESS_SPACE = 3 * GiB, 4 * GiB  # ulimit -v; measured on 2 CPUs, bench/README.md
+
+
+def keras_config_path(environ):
+    """Where Keras reads its keras.json as it loads: in KERAS_HOME, else ~/.keras (/tmp/.keras where ~ is not
+    writable), as keras/src/backend/config.py finds it."""
+    home = environ['KERAS_HOME'] if 'KERAS_HOME' in environ else os.path.join(
+        os.path.expanduser('~') if os.access(os.path.expanduser('~'), os.W_OK) else '/tmp', '.keras')
+    return os.path.expanduser(os.path.join(home, 'keras.json'))
+
+
+def startup_problem(environ, places):
+    """What keeps Keras, TensorFlow or the packages they need from loading here, as one line, found before they
+    load (Keras raises its traceback, or waits on a named pipe, as it is imported); None if nothing does.
+    `places`: the folders where a file of the user's would hide a package (Python looks there first)."""
+    if (backend := environ.get('KERAS_BACKEND')) and backend != 'tensorflow':  # empty: unset, as for Keras
+        return f'KERAS_BACKEND={backend}: runs on TensorFlow only; unset it'
+    for variable in ('KERAS_MAX_EPOCHS', 'KERAS_MAX_STEPS_PER_EPOCH'):
+        if variable in environ and not environ[variable].strip().lstrip('-').isdigit():
+            return f'{variable}={environ[variable]}: Keras wants a whole number there; unset it'
+    for name in REQUIRED:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            return (f'{name} is not installed in the Python running this ({sys.executable}): run it with the one '
+                    'that has requirements.txt installed (.venv/bin/python cifar_cnn.py), or install them into '
+                    f'this one: {sys.executable} -m pip install -r requirements.txt')
+        origin = os.path.abspath(spec.origin or '')
+        if {os.path.dirname(origin), os.path.dirname(os.path.dirname(origin))} & {os.path.abspath(p) for p in places}:
+            return f'{origin}: a file of yours hides the package {name} (Python finds it first); rename it'
+    path = keras_config_path(environ)
+    if os.path.lexists(path):
+        try:
+            settings = json.loads(read_file(path, path, 65536, '; Keras reads it as it loads: fix or remove it'))
+        except ValueError:
+            settings = {}  # not JSON: Keras ignores it too
+        except RecursionError:
+            return f'{path}: nested too deeply for Keras to read it as it loads; fix or remove it'
+        except CifarError as e:
+            return str(e)
+        if not isinstance(settings, dict):
+            return f'{path}: holds no settings (an object of them), which Keras reads as it loads; fix or remove it'
+        for name, allowed in KERAS_SETTINGS.items():
+            value, backend_set = settings.get(name), bool(environ.get('KERAS_BACKEND'))
+            if name in settings and not (type(value) is allowed if isinstance(allowed, type) else
+                                         isinstance(value, str) and value in allowed or name == 'backend' and backend_set):
+                takes = 'this program runs on TensorFlow only' if name == 'backend' else 'Keras cannot load with it: ' + (
+                    ' or '.join(sorted(allowed)) if isinstance(allowed, set) else 'a decimal number') + ' only'
+                return (f'{path}: "{name}": {json.dumps(value)[:40]}: {takes}; fix or remove it, or point KERAS_HOME '
+                        'at another folder')
+    if (limit := resource_limit('RLIMIT_AS')) < MIN_ADDRESS_SPACE:
+        return (f'the address space is limited to {limit / GiB:.1f} GiB (ulimit -v): TensorFlow needs '
+                f'{MIN_ADDRESS_SPACE / GiB:.0f} GiB or more to train; raise the limit')
+    return None
+
+
+def resource_limit(name):
+    """The soft limit `name` of this process (RLIMIT_AS, say), in bytes or units; infinity where there is none."""
+    try:
+        import resource  # not on Windows
+        soft = resource.getrlimit(getattr(resource, name))[0]
+        return math.inf if soft == resource.RLIM_INFINITY else soft
+    except (ImportError, AttributeError, OSError):
+        return math.inf
+
+
+def started_as_the_script():
+    """Whether this process is `python cifar_cnn.py` (or `-m cifar_cnn`), not cifar_cnn imported."""
+    return os.path.basename(getattr(sys.modules.get('__main__'), '__file__', None) or '') == 'cifar_cnn.py'
+
+
+def cannot_start(error):
+    """Ctrl-C while TensorFlow loads, or an environment it cannot load in: in `python cifar_cnn.py` one line
+    and exit 130 or 1, as for any failure; imported into Python or Jupyter, the error itself."""
+    if isinstance(error, ValueError) and 'MPLBACKEND' in os.environ:  # matplotlib reads it as it loads
+        error = ImportError(f"MPLBACKEND={os.environ['MPLBACKEND']}: not a backend matplotlib knows; unset it")
+    if not started_as_the_script() or isinstance(error, ValueError):
+        raise error
+    sys.stderr.write('\nInterrupted.\n' if isinstance(error, KeyboardInterrupt) else f'error: {printable(error)}\n')
+    raise SystemExit(130 if isinstance(error, KeyboardInterrupt) else 1)
+
+
+try:
+    if problem := startup_problem(os.environ, [(sys.path[:1] or [''])[0] or os.getcwd()]):  # the script's folder, or cwd
+        cannot_start(ImportError(problem))
+    import matplotlib  # it reads MPLBACKEND as it loads: a ValueError here, before TensorFlow's 3 s
+    with stderr_dropped(STARTUP_NOTES):
+        import keras
+        import matplotlib.pyplot as plt
+        import numpy as np
+        import tensorflow as tf
+        tf.config.list_physical_devices('GPU')  # TensorFlow looks for a GPU once, and notes a failure
+except (KeyboardInterrupt, ValueError) as error:
+    cannot_start(error)
+KERAS_DEFAULTS = {'image_data_format': 'channels_last', 'floatx': 'float32', 'epsilon': 1e-07}  # the post's network
+if changed := {name: getattr(keras.config, name)() for name, default in KERAS_DEFAULTS.items()
+               if getattr(keras.config, name)() != default}:
+    print(f'note: {keras_config_path(os.environ)} sets {", ".join(f"{name} {value}" for name, value in changed.items())}; '
+          f'this program uses Keras\'s defaults instead, as the post does ({", ".join(map(str, KERAS_DEFAULTS.values()))})',
+          file=sys.stderr)
+    for name, default in KERAS_DEFAULTS.items():
+        getattr(keras.config, f'set_{name}')(default)
 
 
 # ─── One set of rules for CifarCNN's arguments, Variations' fields and the command line's options ─────
@@ -540,6 +650,22 @@ def fused_batch_norm(batch_norm):
 
 
 # ─── Figures: shown where there is a display, written whole ──────────────────────────────────────────
+DRAWING = threading.RLock()  # pyplot keeps one current figure per process
+
+
+def one_drawing_at_a_time(cls, steps):
+    """Makes each of `steps` (methods of `cls` that draw) wait while another thread draws: two CifarCNNs
+    drawing side by side, from Streamlit or a notebook's threads, would otherwise draw into each other."""
+    def waiting_its_turn(drawing):
+        @functools.wraps(drawing)
+        def step(*args, **kwargs):
+            with DRAWING:
+                return drawing(*args, **kwargs)
+        return step
+    for name in steps:
+        setattr(cls, name, waiting_its_turn(getattr(cls, name)))
+
+
 def can_show():
     """Whether plt.show() shows anything here: not on a headless backend such as Agg."""
     from matplotlib.backends import BackendFilter, backend_registry
@@ -553,7 +679,8 @@ def show_figure(cnn, name):
     fig, path = plt.gcf(), os.path.join(cnn.figures_dir or '', name)
     if cnn.figures_dir:
         check_writable(cnn.figures_dir, 'figures')
-        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png', metadata=figure_metadata(cnn)))
+        dpi = min(fig.dpi if plt.rcParams['savefig.dpi'] == 'figure' else plt.rcParams['savefig.dpi'], MAX_DPI)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi, metadata=figure_metadata(cnn)))
         print(f'Wrote {printable(path)}')
     if cnn.show if cnn.show is not None else can_show():
         plt.show()
@@ -563,6 +690,7 @@ def show_figure(cnn, name):
     plt.close(fig)
 
 
+MAX_DPI = 300  # a matplotlibrc's savefig.dpi beyond it would draw each figure in gigabytes
 RUN = {}  # the command line's own facts for the figures' metadata: 'Command', 'Seed'
 
 
@@ -622,6 +750,7 @@ def write_atomically(path, write):
     TEMPORARY_PATHS.add(tmp := temporary_name(target))
     try:
         check_place(target)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # ours alone, whoever else writes here
         write(tmp)
         os.replace(tmp, target)
     except OSError as e:
@@ -692,12 +821,17 @@ class StdoutLost(Exception):
 
 class CheckedStdout:
     """sys.stdout during a run, each write flushed, so that a line that cannot be written fails as it is
-    printed, as StdoutLost: told apart from any other error, and never left in a buffer till exit."""
+    printed, as StdoutLost: told apart from any other error, and never left in a buffer till exit. What its
+    encoding cannot hold (a folder's name on an ASCII terminal) is written escaped, as stderr does."""
     def __init__(self, stream):
         self.stream = stream
     def write(self, text):
         try:
-            written = self.stream.write(text)
+            try:
+                written = self.stream.write(text)
+            except UnicodeEncodeError:
+                encoding = getattr(self.stream, 'encoding', None) or 'ascii'
+                written = self.stream.write(text.encode(encoding, 'backslashreplace').decode(encoding))
             self.stream.flush()
             return written
         except OSError as e:
@@ -708,55 +842,83 @@ class CheckedStdout:
         return getattr(self.stream, name)
 
 
-STOP_SIGNALS = {signal.SIGINT: 'Interrupted.', signal.SIGTERM: 'Terminated.',
-                **({signal.SIGHUP: 'Hung up.'} if hasattr(signal, 'SIGHUP') else {})}  # the terminal closed
+STOP_SIGNALS = {  # what a terminal, a shell's limits or a job manager sends, and the line that says so
+    signal.SIGINT: 'Interrupted.', signal.SIGTERM: 'Terminated.',
+    **{getattr(signal, name): line for name, line in (('SIGHUP', 'Hung up (the terminal closed).'),
+                                                      ('SIGXCPU', 'Stopped: the CPU time limit (ulimit -t) is reached.'))
+       if hasattr(signal, name)}}  # neither on Windows
 
 
 def stop_now(signum, frame):
-    """Ctrl-C (outside training), SIGTERM or SIGHUP: remove what the run left half-made, say so, and exit
-    at once (130, 143 or 129); not by an exception, which TensorFlow can turn into an error of its own."""
+    """Ctrl-C (outside training), SIGTERM, SIGHUP or SIGXCPU: remove what the run left half-made, say so, and
+    exit at once (128 + the signal's number); not by an exception, which TensorFlow can turn into an error of
+    its own."""
     try:
         clean_up()
         with contextlib.suppress(OSError, StdoutLost):
             sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(stderr_fd, f'\n{STOP_SIGNALS[signum]}\n'.encode())  # even while stderr_dropped() holds fd 2
+        with contextlib.suppress(OSError, AttributeError):
+            sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            os.write(stderr_fd, f'\n{STOP_SIGNALS[signum]}\n'.encode())  # even while stderr_dropped() holds fd 2
     finally:
         os._exit(128 + signum)
 
 
+MIN_TEMPORARY_SPACE = 100 * 2**20  # bytes: TensorFlow's generated code, a model being saved
+
+
 def run_as_a_program(parse, run, argv):
-    """Calls run(parse(argv)) as `python cifar_cnn.py` runs: figures drawn to files only unless --show;
-    signals stop it cleanly; TensorFlow's and Keras's temporary files in a folder of the run's own; every
-    write to standard output checked. Returns the exit status: run's, 1 after one `error:` line, 2 for a usage
-    error, or 141 when the reader of the output stops reading (`| head`), as Unix programs do."""
+    """Calls run(parse(argv)) as `python cifar_cnn.py` runs: figures drawn to files only unless --show; signals
+    stop it cleanly; TensorFlow's and Keras's temporary files in a folder of the run's own; every write to
+    standard output checked; what the environment lacks found first. Returns the exit status: run's, 1 after
+    one `error:` line, 2 for a usage error, or 141 when the reader of the output stops reading (`| head`), as
+    Unix programs do. The caller's Python is left as it was (%run cifar_cnn.py in Jupyter)."""
     if sys.stdout is None:  # started with >&-
         print('error: standard output is closed, so what this prints would be lost', file=sys.stderr)
         return 1
     args = parse(argv)
     global COMMAND_LINE
-    backend, policy, COMMAND_LINE = plt.get_backend(), keras.mixed_precision.global_policy(), True
-    RUN.update(Command=' '.join(['python cifar_cnn.py', *(sys.argv[1:] if argv is None else argv)]), Seed=str(args.seed))
-    if not args.show:
-        matplotlib.use('Agg')  # draw to files only: never wait for a window
-    elif not can_show():
-        print('note: --show: no display here, so the figures are only written to files', file=sys.stderr)
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum, handler in handlers.items():
-        if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
-            signal.signal(signum, stop_now)
-    previous_tempdir, tempfile.tempdir = tempfile.tempdir, tempfile.mkdtemp(prefix='cifar_cnn-')
-    TEMPORARY_PATHS.add(tempfile.tempdir)
-    FOLDERS_MADE.clear()  # folders made before, in this process, are not this run's
-    stdout, sys.stdout = sys.stdout, CheckedStdout(sys.stdout)
+    policy, columns = keras.mixed_precision.global_policy(), os.environ.get('COLUMNS')
     try:
+        backend = plt.get_backend()
+        if args.show:
+            plt.switch_backend(backend)  # MPLBACKEND's: its module loaded now, or the line below says why not
+    except (ImportError, ValueError) as e:
+        print(f"error: MPLBACKEND={os.environ.get('MPLBACKEND')}: matplotlib cannot load it ({first_line(e)}); "
+              'unset it', file=sys.stderr)
+        return 1
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    stdout, previous_tempdir = sys.stdout, tempfile.tempdir
+    try:
+        COMMAND_LINE = True
+        environment_fit_for(args)
+        RUN.update(Command=' '.join(['python cifar_cnn.py', *(sys.argv[1:] if argv is None else argv)]),
+                   Seed=str(args.seed))
+        if not args.show:
+            matplotlib.use('Agg')  # draw to files only: never wait for a window
+        elif not can_show():
+            print('note: --show: no display here, so the figures are only written to files', file=sys.stderr)
+        for signum, handler in handlers.items():
+            if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
+                signal.signal(signum, stop_now)
+        if hasattr(signal, 'SIGXFSZ'):  # past ulimit -f, a write fails with an error line instead of a kill
+            handlers[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        if shutil.get_terminal_size().columns < 40:  # Keras's model summary needs room for its columns
+            os.environ['COLUMNS'] = '80'
+        tempfile.tempdir = temporary_folder()
+        TEMPORARY_PATHS.add(tempfile.tempdir)
+        FOLDERS_MADE.clear()  # folders made before, in this process, are not this run's
+        sys.stdout = CheckedStdout(sys.stdout)
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')  # held back until the run is done: -W error costs no finished model
             code = run(args)
-        for warning in caught:  # held back until now: an error line says it better
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        return code
+        return code if not held_back_warnings(caught) else 1
     except CifarError as e:
         print(f'error: {printable(e)}', file=sys.stderr)
+        return 1
+    except MemoryError:
+        print('error: out of memory: a full run needs about 2 GB; --limit N trains on fewer images', file=sys.stderr)
         return 1
     except StdoutLost as lost:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())  # what is left unwritten cannot fail at exit
@@ -764,11 +926,57 @@ def run_as_a_program(parse, run, argv):
             return 128 + getattr(signal, 'SIGPIPE', 13)
         print(f'error: cannot write standard output ({lost.args[0].strerror})', file=sys.stderr)
         return 1
-    finally:  # the caller's Python as it was: %run cifar_cnn.py in Jupyter goes on drawing inline
+    finally:
         sys.stdout, tempfile.tempdir, COMMAND_LINE = stdout, previous_tempdir, False
         RUN.clear()
+        if columns is None:
+            os.environ.pop('COLUMNS', None)
+        else:
+            os.environ['COLUMNS'] = columns
         plt.switch_backend(backend)
         keras.mixed_precision.set_global_policy(policy)
         clean_up()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+
+
+def temporary_folder():
+    """A folder of the run's own in the temporary folder, for TensorFlow's and Keras's files (removed however
+    the run ends), or one line saying there is no usable temporary folder."""
+    try:
+        return tempfile.mkdtemp(prefix='cifar_cnn-')
+    except OSError as e:
+        raise CifarError(f'no usable temporary folder ({first_line(e)}): point TMPDIR at one with room') from None
+
+
+def environment_fit_for(args):
+    """Refuses, in one line, a run this process cannot finish for want of temporary space or address space."""
+    try:
+        free = shutil.disk_usage(tempfile.gettempdir()).free
+    except OSError as e:  # gettempdir(): no usable temporary folder at all (FileNotFoundError)
+        raise CifarError(f'no usable temporary folder ({first_line(e)}): point TMPDIR at one with room') from None
+    if free < MIN_TEMPORARY_SPACE:
+        raise CifarError(f'the temporary folder {tempfile.gettempdir()} has {free / 2**20:.0f} MB free; a run needs '
+                         f'{MIN_TEMPORARY_SPACE / 2**20:.0f}: free some, or point TMPDIR at another folder')
+    needed = FULL_RUN_ADDRESS_SPACE if args.limit is None and args.load_model is None else MIN_ADDRESS_SPACE
+    if (limit := resource_limit('RLIMIT_AS')) < needed:
+        raise CifarError(f'the address space is limited to {limit / GiB:.1f} GiB (ulimit -v); this run needs '
+                         f'{needed / GiB:.0f}: raise the limit, or train on fewer images (--limit 10000)')
+    for folder in {matplotlib.get_configdir(), matplotlib.get_cachedir()}:  # made for this process: no writable HOME
+        if os.path.basename(folder).startswith('matplotlib-') and folder.startswith(tempfile.gettempdir()):
+            TEMPORARY_PATHS.add(folder)
+
+
+def held_back_warnings(caught):
+    """Shows the warnings a run held back, once it is done; with -W error (or PYTHONWARNINGS=error), each as an
+    error line instead of a traceback. Returns whether any was an error."""
+    errors = {}  # each warning made an error, once, and how many times it came
+    for warning in caught:
+        try:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        except Warning as error:
+            line = f'{warning.category.__name__}: {printable(first_line(error))}'
+            errors[line] = errors.get(line, 0) + 1
+    for line, times in errors.items():
+        print(f'error: {line} (an error by -W error{f", {times} times" if times > 1 else ""})', file=sys.stderr)
+    return bool(errors)

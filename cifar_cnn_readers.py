@@ -16,7 +16,7 @@ import os
 import pickle
 import pickletools
 import re
-import stat
+import socket
 import struct
 import tarfile
 import warnings
@@ -28,36 +28,13 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps
 
-from cifar_cnn_plumbing import CifarError, first_line, named, stderr_dropped
+from cifar_cnn_plumbing import CifarError, first_line, named, read_file, stderr_dropped
 
 MB = 2**20
 MAX_BATCH_BYTES = 64 * MB     # a CIFAR-10 batch file: 31 MB
 MAX_ARCHIVE_BYTES = 256 * MB  # cifar-10-python.tar.gz: 163 MB packed, 178 MB unpacked
 MAX_MODEL_BYTES = 64 * MB     # a saved model: ~1.5 MB
 MAX_IMAGE_BYTES = 64 * MB
-
-
-def read_file(path, label, limit, advice=''):
-    """The bytes of `path`, a regular file of at most `limit` bytes (`advice` says what to do with a larger one);
-    folders, pipes, devices and symlink loops are refused before they are opened, so nothing waits on them."""
-    try:
-        if stat.S_ISDIR(os.stat(path).st_mode):
-            raise CifarError(f'{label}: is a folder, not a file')
-        # O_NONBLOCK: should the file have been swapped for a pipe since, opening it cannot hang
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)), 'rb') as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
-            if info.st_size > limit:
-                raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} read here{advice}')
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise CifarError(f'{label}: no such file') from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
-        raise CifarError(f'{label}: cannot read it ({getattr(e, "strerror", None) or e})') from None
-    if len(data) > limit:
-        raise CifarError(f'{label}: grew past {limit:,} bytes while being read')
-    return data
 
 
 # ─── CIFAR-10: Keras's loader, --data-dir, batch files, the tarball ──────────────────────────────────
@@ -73,9 +50,9 @@ UNPICKLING_ERRORS = (  # damaged pickles: pickle's docs name the first four; tes
 
 def load_cifar10(data_dir=None, limit=None):
     """What `keras.datasets.cifar10.load_data()` returns, uint8 images (N, 32, 32, 3) and labels (N, 1),
-    training then test: from that very loader, or read strictly from `data_dir`, files a user hands over;
-    `limit`: the first N of each."""
-    if not data_dir:
+    training then test: from that very loader, or read strictly from `data_dir`, files a user hands over
+    (or from Keras 2's download of them, found offline); `limit`: the first N of each."""
+    if not data_dir and not (data_dir := keras_2_download()):
         (train_imgs, train_labels), (test_imgs, test_labels) = keras_load_data()
         return (train_imgs[:limit], train_labels[:limit]), (test_imgs[:limit], test_labels[:limit])
     batches = read_data_dir(data_dir)
@@ -87,15 +64,37 @@ def load_cifar10(data_dir=None, limit=None):
     return (train_imgs, train_labels), (test_imgs, test_labels)
 
 
+def keras_datasets():
+    """The folder Keras keeps its downloads in (keras.utils.get_file's cache): $KERAS_HOME/datasets, or
+    ~/.keras/datasets."""
+    return os.path.join(os.path.expanduser(os.environ.get('KERAS_HOME') or '~/.keras'), 'datasets')
+
+
+def keras_2_download():
+    """Keras 2's unpacked download of CIFAR-10, where Keras 3 has none of its own (it keeps it under another name),
+    or None: read as --data-dir reads a folder, rather than downloading 163 MB again."""
+    folder = os.path.join(keras_datasets(), 'cifar-10-batches-py')
+    keras_3 = [os.path.join(keras_datasets(), f'cifar-10-batches-py-target{end}') for end in ('', '_archive')]
+    if os.path.isdir(folder) and not any(os.path.exists(path) for path in keras_3):
+        print(f"Reading CIFAR-10 from Keras 2's download, {folder}")
+        return folder
+    return None
+
+
+DOWNLOAD_STALL_SECONDS = 60  # a download that receives nothing for this long is given up
+
+
 def keras_load_data():
     """keras.datasets.cifar10.load_data(), as in the post: it downloads CIFAR-10 (163 MB) once into Keras's
-    cache, checks its SHA-256 and reads it with a restricted unpickler; what goes wrong there is one line
-    saying what to do."""
+    cache, checks its SHA-256 and reads it with a restricted unpickler; what goes wrong there, a download that
+    stalls included, is one line saying what to do."""
     home = os.environ.get('KERAS_HOME')
     if home and os.path.exists(home) and not os.path.isdir(home):
         raise CifarError(f'KERAS_HOME={home}: is a file, not a folder for Keras to keep CIFAR-10 in; point '
                          'KERAS_HOME at a folder, or unset it')
+    stall, previous = DOWNLOAD_STALL_SECONDS, socket.getdefaulttimeout()
     try:
+        socket.setdefaulttimeout(stall)  # what urllib, under Keras's downloader, waits for each answer
         with warnings.catch_warnings():  # the error below says it better
             warnings.filterwarnings('ignore', 'Could not extract archive')
             return keras.datasets.cifar10.load_data()
@@ -103,18 +102,31 @@ def keras_load_data():
         if type(e) is Exception and str(e).startswith('URL fetch failure') or isinstance(e, (ConnectionError,
                                                                                               TimeoutError)):
             reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(e))
+            reason += f': nothing came for {stall} s' if 'timed out' in reason else ''
             raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz from '
                              f'{CIFAR_PAGE} yourself; point {named("data_dir")} at its folder') from None
         if isinstance(e, KERAS_CACHE_ERRORS):
-            cache = os.path.join(os.path.expanduser(home or '~/.keras'), 'datasets')
             raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(e)}); if its download cache is damaged, "
-                             f'delete {cache}/cifar-10-batches-py-target* and run again') from None
+                             f'delete {keras_datasets()}/cifar-10-batches-py-target* and run again') from None
         raise
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+OTHER_DOWNLOADS = {  # what else the CIFAR page offers, by the names it unpacks to or downloads as
+    **dict.fromkeys(['cifar-10-batches-bin', 'cifar-10-binary.tar.gz', 'data_batch_1.bin'], "CIFAR-10's binary version"),
+    **dict.fromkeys(['cifar-10-batches-mat', 'cifar-10-matlab.tar.gz', 'data_batch_1.mat'], "CIFAR-10's MATLAB version"),
+    **dict.fromkeys(['cifar-100-python', 'cifar-100-python.tar.gz', 'cifar-100-binary.tar.gz', 'cifar-100-matlab.tar.gz',
+                     'cifar-100-binary', 'cifar-100-matlab'], 'CIFAR-100, not CIFAR-10')}
+ARCHIVES = ['cifar-10-python.tar.gz', 'cifar-10-python.tar']  # the download, and as some browsers unpack it once
 
 
 def read_data_dir(data_dir):
-    """--data-dir: a folder of batch files, one holding cifar-10-batches-py/, or one holding the tarball."""
+    """--data-dir: a folder of batch files, one holding cifar-10-batches-py/, one holding the archive, or the
+    archive itself; another version of CIFAR (or CIFAR-100) is named, with the one to get."""
     label = named('data_dir', data_dir)
+    if os.path.isfile(data_dir) and data_dir.endswith(('.tar.gz', '.tgz', '.tar')):
+        return read_tarball(data_dir)
     if not os.path.isdir(data_dir):
         raise CifarError(f'{label}: {"is not a folder" if os.path.lexists(data_dir) else "no such folder"}')
     folder = data_dir if any(os.path.lexists(os.path.join(data_dir, name)) for name in BATCH_FILES) else \
@@ -122,18 +134,23 @@ def read_data_dir(data_dir):
     if os.path.isdir(folder):
         return [read_batch(path, read_file(path, path, MAX_BATCH_BYTES))
                 for path in (os.path.join(folder, name) for name in BATCH_FILES)]
-    if os.path.lexists(os.path.join(data_dir, 'cifar-10-python.tar.gz')):
-        return read_tarball(os.path.join(data_dir, 'cifar-10-python.tar.gz'))
-    raise CifarError(f'{label}: holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz (get it from '
-                     f'{CIFAR_PAGE})')
+    if archive := next((os.path.join(data_dir, name) for name in ARCHIVES
+                        if os.path.lexists(os.path.join(data_dir, name))), None):
+        return read_tarball(archive)
+    others = [name for name in [os.path.basename(os.path.normpath(data_dir)), *sorted(os.listdir(data_dir))]
+              if name in OTHER_DOWNLOADS]
+    found = f'it holds {OTHER_DOWNLOADS[others[0]]} ({others[0]}), and this program reads the Python version: ' \
+        if others else 'it holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz: '
+    raise CifarError(f'{label}: {found}get "CIFAR-10 python version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}')
 
 
 def read_tarball(path):
-    """The batches out of cifar-10-python.tar.gz, unpacked in memory: nothing extracted, and nothing but
-    CIFAR-10's files (regular files, each once) let in."""
+    """The batches out of cifar-10-python.tar.gz (or the .tar inside it), unpacked in memory: nothing extracted,
+    and nothing but CIFAR-10's files (regular files, each once) let in."""
     try:
-        tar_bytes = gzip.GzipFile(fileobj=io.BytesIO(read_file(path, path, MAX_ARCHIVE_BYTES))).read(
-            MAX_ARCHIVE_BYTES + 1)
+        packed = read_file(path, path, MAX_ARCHIVE_BYTES)
+        tar_bytes = gzip.GzipFile(fileobj=io.BytesIO(packed)).read(MAX_ARCHIVE_BYTES + 1) \
+            if packed[:2] == b'\x1f\x8b' else packed  # gzip's mark: some browsers unpack the download once
         if len(tar_bytes) > MAX_ARCHIVE_BYTES:
             raise CifarError(f'{path}: unpacks to more than {MAX_ARCHIVE_BYTES:,} bytes; CIFAR-10 unpacks to 178 MB')
         with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode='r:') as tar:
@@ -142,6 +159,9 @@ def read_tarball(path):
                 name = member.name.removeprefix('./').rstrip('/')
                 if name in members:
                     raise CifarError(f'{path}: refused: it holds {member.name[:80]!r} twice')
+                if name.split('/')[0] in OTHER_DOWNLOADS:
+                    raise CifarError(f'{path}: holds {OTHER_DOWNLOADS[name.split("/")[0]]}; get "CIFAR-10 python '
+                                     f'version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}')
                 allowed = member.isdir() and name in ('.', 'cifar-10-batches-py') or member.isfile() and name in TAR_FILES
                 if not allowed:
                     raise CifarError(f'{path}: refused: {member.name[:80]!r} is not one of the files of the CIFAR-10 '

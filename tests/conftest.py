@@ -156,7 +156,9 @@ SIGNALS = {
     'training, then prediction': ([('Epoch 3/', signal.SIGINT), ('predictions.png', signal.SIGINT)], 130,
                                   'Interrupted.'),
     'training, Ctrl-C twice': ([('Epoch 3/', signal.SIGINT), ('Epoch 3/', signal.SIGINT)], 130, 'Interrupted.'),
-    'training, the terminal closed': ([('Epoch 3/', signal.SIGHUP)], 129, 'Hung up.'),
+    'training, the terminal closed': ([('Epoch 3/', signal.SIGHUP)], 129, 'Hung up (the terminal closed).'),
+    **({'training, past the CPU time limit': ([('Epoch 3/', signal.SIGXCPU)], 152, 'CPU time limit (ulimit -t)')}
+       if hasattr(signal, 'SIGXCPU') else {}),
     'saving': ([('Epoch times', signal.SIGTERM)], 143, 'Terminated.')}
 
 
@@ -165,11 +167,12 @@ class Run:
     standard output only up to the line holding that, after which the pipe is closed, as `| head` does. It runs
     niced: the tests of this process go first, and it takes what CPU they leave."""
 
-    def __init__(self, args, folder, stdout=subprocess.PIPE, env=(), shell=None, head=None):
+    def __init__(self, args, folder, stdout=subprocess.PIPE, env=(), shell=None, head=None, limits=''):
         self.folder, self.tmp, self.output, self.result, self.started = folder, folder / 'tmp', [], None, time.time()
         self.head = head
         self.tmp.mkdir(parents=True)
-        command = ['sh', '-c', f'exec "$@" {shell}', 'sh', *PROGRAM, *args] if shell else [*PROGRAM, *args]
+        command = ['sh', '-c', f'{limits} exec "$@" {shell or ""}', 'sh', *PROGRAM, *args] if shell or limits else \
+            [*PROGRAM, *args]
         self.proc = subprocess.Popen(['nice', '-n', '10', *command], stdout=stdout, stderr=subprocess.PIPE, text=True,
                                      cwd=ROOT, env=os.environ | {'TMPDIR': str(self.tmp), 'PYTHONUNBUFFERED': '1', **dict(env)})
         self.errors = []  # stderr's lines alone, in their order (in output, they interleave with stdout's)
@@ -225,6 +228,13 @@ def send_signals(runs):
         time.sleep(0.05)
 
 
+def keras_home_of_its_own(base):
+    """A KERAS_HOME whose keras.json asks for what many long-time Keras users have: channels first, float16."""
+    (home := base / 'keras-home').mkdir()
+    (home / 'keras.json').write_text('{"image_data_format": "channels_first", "floatx": "float16", "epsilon": 1e-04}')
+    return home
+
+
 def start_cli_runs(base, cifar_dir, saved_model):
     """The processes of tests/test_cli.py: {name: Run}."""
     photo = base / 'photo.jpg'
@@ -239,7 +249,14 @@ def start_cli_runs(base, cifar_dir, saved_model):
             '> /dev/full': Run(predict, base / 'full-disk', stdout=None, shell='> /dev/full'),
             '>&-': Run(predict, base / 'closed', stdout=None, shell='>&-'),
             'KERAS_BACKEND': Run(['--limit', '5'], base / 'keras', env={'KERAS_BACKEND': 'jax'}),
-            'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'})}
+            'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'}),
+            'ulimit -v': Run(['--limit', '5'], base / 'address-space', limits='ulimit -v 2000000;'),  # kB: 1.9 GiB
+            'ulimit -f': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'file-size' / 'figures')],
+                             base / 'file-size', limits='ulimit -f 20;'),  # kB: less than the first figure
+            'COLUMNS=5': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'narrow')], base / 'narrow',
+                             env={'COLUMNS': '5'}),
+            'keras.json': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'keras-json')],
+                              base / 'keras-json', env={'KERAS_HOME': str(keras_home_of_its_own(base))})}
     for phase in SIGNALS:
         out = base / phase.replace(' ', '-').replace(',', '')
         runs[phase] = Run(['--data-dir', cifar_dir, '--limit', '8', '--batch-size', '8', '--epochs',

@@ -86,11 +86,13 @@ def test_a_reader_that_stops_reading_ends_it_quietly(runs, run_name):
 @pytest.mark.parametrize(('run_name', 'names'), [  # answers that cannot be written: an error, not a success
     ('> /dev/full', ['standard output', 'No space left on device']), ('>&-', ['standard output', 'closed']),
     ('KERAS_BACKEND', ['KERAS_BACKEND=jax', 'TensorFlow', 'unset']),  # where it cannot run
-    ('MPLBACKEND', ['MPLBACKEND=nonsense', 'unset'])])
+    ('MPLBACKEND', ['MPLBACKEND=nonsense', 'unset']), ('ulimit -v', ['address space', '3 GiB', 'raise']),
+    ('ulimit -f', ['25-train-images.png', 'File too large'])])
 def test_where_it_cannot_write_or_run_it_says_so_in_one_line(runs, run_name, names):
-    _, code, output = runs[run_name]
-    assert code == 1 and output.startswith('error: ') and output.count('\n') == 1
-    assert all(name in output for name in names), output
+    run, code, _ = runs[run_name]
+    errors = ''.join(run.errors)
+    assert code == 1 and errors.startswith('error: ') and errors.count('\n') == 1
+    assert all(name in errors for name in names), errors
 
 
 # ─── Signals, at every phase: one line, the usual exit status, nothing left behind ─────────────────
@@ -103,7 +105,7 @@ def test_a_signal_at_any_phase_stops_cleanly(runs, phase):
     run, code, output = runs[phase]
     _, expected, last_line = SIGNALS[phase]
     assert code == expected, output[-2000:]
-    assert 'Traceback' not in output and ''.join(run.errors).strip().endswith(last_line), output[-500:]
+    assert 'Traceback' not in output and last_line in ''.join(run.errors).strip().splitlines()[-1], output[-500:]
     assert os.listdir(run.tmp) == []
     left = set(os.listdir(run.folder)) - {'tmp'}
     assert not [name for name in left if '.tmp' in name or name.startswith('.')]
@@ -245,3 +247,23 @@ def test_a_run_that_succeeds_shows_its_warnings_after_and_leaves_an_ignored_sign
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize('run_name', ['COLUMNS=5', 'keras.json'])
+def test_a_narrow_terminal_or_kerases_own_settings_change_nothing(runs, run_name):
+    """COLUMNS=5 (Keras's model summary needs room), or a keras.json asking for channels first in float16: the
+    same run, the same numbers as the plain one, and for keras.json one note saying what is used instead."""
+    _, code, output = runs[run_name]
+    _, _, plain = runs['full']
+    assert code == 0 and 'Traceback' not in output
+
+    def numbers(text):
+        return [line for line in text.splitlines() if line.startswith(('Loss:', 'Accuracy:'))]
+    assert len(numbers(plain)) == 2 and numbers(output) == numbers(plain)
+    notes = [line for line in output.splitlines() if line.startswith('note:')]
+    assert notes == ([] if run_name == 'COLUMNS=5' else [notes[0]]) and ('channels_first' in notes[0] if notes else True)
+
+
+def test_past_the_file_size_limit_nothing_is_left(runs):
+    run, _, _ = runs['ulimit -f']
+    assert os.listdir(run.folder) == ['tmp'] and os.listdir(run.tmp) == []  # not even the figures folder it made

@@ -1,13 +1,16 @@
 """Loading CIFAR-10: Keras's loader and its cache, the three --data-dir layouts, and what is refused."""
 
+import gzip
 import importlib
 import io
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
+import urllib.request
 import zlib
 
 import numpy as np
@@ -403,3 +406,56 @@ def test_batches_pickled_with_every_protocol_load(tmp_path, protocol):
         images, loaded = readers.read_batch('data_batch_1', batch_bytes(x, labels, protocol=protocol))
         np.testing.assert_array_equal(images, x)
         np.testing.assert_array_equal(loaded[:, 0], [3, 1, 4, 1, 5])
+
+
+# ─── The wrong download, the download in other forms, and a download that stalls ─────────────────
+
+@pytest.mark.parametrize(('what', 'named'), [
+    ('cifar-10-batches-bin/data_batch_1.bin', "binary version"), ('cifar-10-batches-mat/data_batch_1.mat', 'MATLAB'),
+    ('cifar-100-python/train', 'CIFAR-100'), ('cifar-10-binary.tar.gz', 'binary version'),
+    ('cifar-100-python.tar.gz', 'CIFAR-100')])
+@pytest.mark.parametrize('pointed_at', ['the folder holding it', 'its own folder'])
+def test_another_version_of_cifar_is_named_with_the_one_to_get(tmp_path, what, named, pointed_at):
+    path = tmp_path / what
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'')
+    data_dir = path.parent if pointed_at == 'its own folder' and '/' in what else tmp_path
+    loading_refuses(str(data_dir), named, 'cifar-10-python.tar.gz', readers.CIFAR_PAGE)
+
+
+@pytest.mark.parametrize('form', ['the archive named as --data-dir', 'unpacked once by a browser (.tar)',
+                                  'a plain tar under the .tar.gz name'])
+def test_the_archive_in_every_form_a_reader_may_have_gives_the_same_arrays(tmp_path, form):
+    path, written = make_tarball(str(tmp_path))
+    if form != 'the archive named as --data-dir':
+        with open(path, 'rb') as packed:
+            plain = gzip.decompress(packed.read())
+        os.remove(path)
+        path = os.path.join(tmp_path, 'cifar-10-python.tar' if form.startswith('unpacked') else 'cifar-10-python.tar.gz')
+        with open(path, 'wb') as f:
+            f.write(plain)
+    check_arrays(load_cifar10(path if form == 'the archive named as --data-dir' else str(tmp_path)), written)
+
+
+def test_keras_2s_download_is_read_offline_instead_of_downloading_again(capsys):
+    folder, written = make_cifar_folder(KERAS_DATASETS)  # what Keras 2 unpacked: datasets/cifar-10-batches-py
+    try:
+        check_arrays(load_cifar10(None), written)  # conftest's proxy refuses any download: none was tried
+        assert f"Keras 2's download, {folder}" in capsys.readouterr().out
+    finally:
+        shutil.rmtree(KERAS_DATASETS)
+
+
+def test_a_download_that_stalls_is_given_up_with_one_line(monkeypatch):
+    """A proxy (or server) that accepts the connection and then sends nothing: given up after
+    DOWNLOAD_STALL_SECONDS (here 1), in one line saying so and what to do."""
+    server = socket.create_server(('127.0.0.1', 0))
+    stalled = {'https': f'http://127.0.0.1:{server.getsockname()[1]}'}
+    urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler(stalled)))
+    monkeypatch.setattr(readers, 'DOWNLOAD_STALL_SECONDS', 1)
+    try:
+        with refused('could not download CIFAR-10', 'nothing came for 1 s', 'data_dir='):
+            load_cifar10(None)
+    finally:
+        urllib.request.install_opener(urllib.request.build_opener())  # conftest's proxy again, from the environment
+        server.close()

@@ -3,18 +3,23 @@ under any legal name, never littering), signals, precision, thread settings and 
 
 import contextlib
 import io
+import multiprocessing
 import os
+import pathlib
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 import pytest
 from conftest import ROOT, refused
+from PIL import Image
 
 import cifar_cnn
 import cifar_cnn_plumbing as plumbing
@@ -294,3 +299,164 @@ def test_stderr_dropped_passes_through_when_there_is_no_stderr(monkeypatch):
     monkeypatch.setattr(sys, 'stderr', None)
     with plumbing.stderr_dropped(plumbing.STARTUP_NOTES):
         pass
+
+
+# ─── Other runs, the environment, limits ─────────────────────────────────────────────────────────
+
+def write_many(path, mark, times):
+    """Writes `path` whole, `times` times over, each time 200 kB of `mark`: what a run writing a figure does."""
+    for _ in range(times):
+        plumbing.write_atomically(path, lambda tmp: pathlib.Path(tmp).write_bytes(mark * 200_000))
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
+def test_two_runs_writing_into_one_folder_each_write_whole_files(tmp_path):
+    """Two processes (two containers sharing a folder have the same PIDs) write the same name over and over:
+    every file there is whole and one run's, and nothing else is left."""
+    target = str(tmp_path / 'history.png')
+    context = multiprocessing.get_context('fork')
+    writers = [context.Process(target=write_many, args=(target, mark, 60)) for mark in (b'a', b'b')]
+    for writer in writers:
+        writer.start()
+    seen = set()
+    while any(writer.is_alive() for writer in writers):
+        with contextlib.suppress(FileNotFoundError), open(target, 'rb') as f:
+            data = f.read()
+            seen.add((len(data), data[:1] * len(data) == data))
+    assert [writer.join() or writer.exitcode for writer in writers] == [0, 0]
+    assert seen <= {(200_000, True)} and os.listdir(tmp_path) == ['history.png']
+
+
+def test_clean_up_never_raises(tmp_path, monkeypatch):
+    """A folder where files can be made but not removed (chattr +a, some network shares): clean_up goes on."""
+    (tmp_path / 'left').write_text('')
+    plumbing.TEMPORARY_PATHS.add(str(tmp_path / 'left'))
+    monkeypatch.setattr(os, 'remove', lambda path: (_ for _ in ()).throw(PermissionError(1, 'Operation not permitted')))
+    plumbing.clean_up()
+    assert not plumbing.TEMPORARY_PATHS
+
+
+def test_standard_output_that_cannot_encode_a_name_shows_it_escaped():
+    """PYTHONIOENCODING=ascii and a folder named 'dossier é': the line is written, its é escaped."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding='ascii')
+    plumbing.CheckedStdout(stream).write('Wrote dossier é/history.png\n')
+    assert raw.getvalue() == b'Wrote dossier \\xe9/history.png\n'
+
+
+def test_two_threads_drawing_do_not_draw_into_each_others_figures(session_cifar_dir, monkeypatch):
+    cnns = [cifar_cnn.CifarCNN(data_dir=session_cifar_dir, show=True) for _ in range(2)]
+    drawn = []
+    monkeypatch.setattr(cifar_cnn.plt, 'show', lambda: drawn.append(len(cifar_cnn.plt.gcf().axes)))
+    threads = [threading.Thread(target=lambda cnn=cnn: [cnn.explore_data() for _ in range(5)]) for cnn in cnns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert drawn == [25] * 10  # each figure the 25 panels of one explore_data, never 50
+
+
+def test_a_huge_dpi_in_matplotlibrc_is_capped(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(cifar_cnn.plt.rcParams, 'savefig.dpi', 100_000)
+    monkeypatch.setattr(trained, 'figures_dir', str(tmp_path))
+    trained.plot_filters()
+    assert Image.open(tmp_path / 'filters.png').size[0] <= 8 * plumbing.MAX_DPI
+
+
+KERAS_JSON = [  # (what keras.json holds, what the line must name; None: Keras loads it, and so does this program)
+    ('{"image_data_format": "channels_first", "floatx": "float16"}', None), ('not JSON at all', None),
+    ('{"floatx": "bfloat16"}', ['"floatx"', 'float32']), ('{"floatx": [1]}', ['"floatx"', '[1]']),
+    ('{"epsilon": 1}', ['"epsilon"', 'decimal']), ('{"image_data_format": "NCHW"}', ['channels_last']),
+    ('{"backend": "jax"}', ['"backend"', 'TensorFlow']), ('[1, 2]', ['no settings']),
+    ('[' * 50_000, ['nested too deeply']), ('x' * 70_000, ['65,536'])]
+
+
+@pytest.mark.parametrize(('content', 'names'), KERAS_JSON)
+def test_kerases_config_file_is_checked_before_keras_reads_it(tmp_path, content, names):
+    (tmp_path / 'keras.json').write_text(content)
+    problem = plumbing.startup_problem({'KERAS_HOME': str(tmp_path)}, [])
+    assert problem is None if names is None else all(name in problem for name in [str(tmp_path), *names]), problem
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='needs named pipes')
+@pytest.mark.parametrize('kind', ['a named pipe', 'a link to /dev/zero'])
+def test_a_config_file_that_is_no_file_is_refused_without_waiting(tmp_path, kind):
+    os.mkfifo(tmp_path / 'keras.json') if kind == 'a named pipe' else os.symlink('/dev/zero', tmp_path / 'keras.json')
+    assert 'not a regular file' in plumbing.startup_problem({'KERAS_HOME': str(tmp_path)}, [])
+
+
+@pytest.mark.parametrize(('environ', 'names'), [
+    ({'KERAS_BACKEND': ''}, None),  # empty: unset, as Keras takes it
+    ({'KERAS_BACKEND': 'jax'}, ['KERAS_BACKEND=jax', 'unset']),
+    ({'KERAS_MAX_EPOCHS': 'ten'}, ['KERAS_MAX_EPOCHS=ten', 'whole number']),
+    ({'KERAS_MAX_STEPS_PER_EPOCH': '3'}, None)])
+def test_environment_variables_keras_reads_are_checked_first(tmp_path, environ, names):
+    problem = plumbing.startup_problem({'KERAS_HOME': str(tmp_path), **environ}, [])
+    assert problem is None if names is None else all(name in problem for name in names), problem
+
+
+def test_a_package_missing_from_this_python_says_which_python_to_use(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'h5py', None)  # as if not installed
+    problem = plumbing.startup_problem({'KERAS_HOME': str(tmp_path)}, [])
+    assert 'h5py' in problem and sys.executable in problem and 'pip install -r requirements.txt' in problem
+
+
+def test_a_file_of_yours_named_as_a_package_is_named(tmp_path):
+    """keras.py beside the script (or in the working folder) hides Keras: one line before anything loads."""
+    (tmp_path / 'keras.py').write_text('')
+    result = subprocess.run([sys.executable, '-c', 'import cifar_cnn'], capture_output=True, text=True, check=False,
+                            cwd=tmp_path, env=os.environ | {'PYTHONPATH': ROOT})
+    assert result.returncode == 1 and f'{tmp_path / "keras.py"}: a file of yours hides the package keras' in result.stderr
+
+
+@pytest.mark.parametrize(('limit', 'args', 'names'), [
+    (2 * plumbing.GiB, [], ['2.0 GiB', 'ulimit -v', '3 GiB']),  # TensorFlow cannot train
+    (3.5 * plumbing.GiB, [], ['3.5 GiB', '4', '--limit']),  # a full run cannot
+    (3.5 * plumbing.GiB, ['--limit', '100'], None)])
+def test_an_address_space_too_small_is_one_line_before_tensorflow_fails(monkeypatch, limit, args, names, capsys):
+    monkeypatch.setattr(plumbing, 'resource_limit', lambda name: limit)
+    problem = plumbing.startup_problem({'KERAS_HOME': '/nonexistent'}, [])
+    code = cifar_cnn.main(['--data-dir', '/nonexistent', *args])
+    err = capsys.readouterr().err
+    if limit < plumbing.MIN_ADDRESS_SPACE:
+        assert all(name in problem for name in names), problem
+    else:
+        assert problem is None and code == 1 and (all(name in err for name in names) if names else 'no such folder' in err)
+
+
+@pytest.mark.parametrize(('where', 'names'), [('/nonexistent/tmp', ['no usable temporary folder', 'TMPDIR']),
+                                              ('a nearly full disk', ['MB free', 'TMPDIR'])])
+def test_no_room_for_temporary_files_is_one_line(monkeypatch, capsys, where, names):
+    if where.startswith('/'):
+        monkeypatch.setattr(tempfile, 'tempdir', where)
+    else:
+        monkeypatch.setattr(shutil, 'disk_usage', lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 10**6, 10**6))
+    assert cifar_cnn.main(['--data-dir', '/nonexistent']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1 and all(name in err for name in names)
+
+
+def test_a_backend_module_that_is_not_there_is_one_line(monkeypatch, capsys):
+    """MPLBACKEND=module://missing with --show: matplotlib would fail at the first figure."""
+    monkeypatch.setitem(cifar_cnn.plt.rcParams, 'backend', 'module://missing_backend')
+    monkeypatch.setenv('MPLBACKEND', 'module://missing_backend')
+    assert cifar_cnn.main(['--show', '--data-dir', '/nonexistent']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: MPLBACKEND=module://missing_backend') and err.count('\n') == 1
+
+
+def test_warnings_made_errors_by_w_error_cost_no_finished_work(monkeypatch, capsys, tmp_path):
+    """python -W error: a warning inside the run (Keras's, as it saves a model) is held back until the run is
+    done, then one line; what the run wrote is there."""
+    def run(args):
+        warnings.warn('__array__ implementation does not accept a copy keyword', DeprecationWarning)
+        warnings.warn('__array__ implementation does not accept a copy keyword', DeprecationWarning)
+        (tmp_path / 'model.keras').write_text('saved')
+        return 0
+    monkeypatch.setattr(cifar_cnn, 'run', run)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert cifar_cnn.main(['--data-dir', 'x']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'DeprecationWarning' in err and '2 times' in err
+    assert (tmp_path / 'model.keras').read_text() == 'saved'
