@@ -8,8 +8,8 @@ the post's calls into Python or Jupyter, after `from cifar_cnn import CifarCNN`.
 What a learner need not read is in two modules beside it: cifar_cnn_plumbing.py (a quiet start, the thread
 layout, precision, whole writes, signals, one-line errors) and cifar_cnn_readers.py (the checks on every file
 you hand it). Importing cifar_cnn changes your Python only as cifar_cnn_plumbing.py's docstring lists:
-TensorFlow's environment variables set before it loads (yours win), its start-up notes dropped, and at
-Python's prompt a CifarError shown as one line.
+TensorFlow's environment variables set before it loads (yours win), its start-up notes dropped, Keras's
+defaults where keras.json sets others, and at Python's prompt a CifarError shown as one line.
 """
 
 import cifar_cnn_plumbing as plumbing  # first: it sets TensorFlow's environment before TensorFlow loads

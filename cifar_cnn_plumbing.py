@@ -2,15 +2,20 @@
 
 A tutorial script that a reader runs once, on their own machine, still meets what any program meets:
 TensorFlow's start-up notes and a slow thread layout on two CPUs, mixed precision where the hardware has it,
-a learner's argument out of range, a step called too early, a full disk or a closed terminal, Ctrl-C half-way
-through a save. Each is handled here so that it costs the reader one line saying what to do, never a
-traceback, a lost figure or a half-written model, and so that cifar_cnn.py can read like the post.
+a Keras configured for something else, a Python without the packages, a learner's argument out of range, a step
+called too early, a full disk, a closed terminal, a shell's limits, Ctrl-C half-way through a save. Each is
+handled here so that it costs the reader one line saying what to do, never a traceback, a hang, a lost figure or
+a half-written model, and so that cifar_cnn.py can read like the post.
 
 Importing it, which cifar_cnn.py does first, changes the caller's process only in these ways:
 - TensorFlow's environment variables, before TensorFlow loads (any you set win): its C++ log level, oneDNN's
   kernels, and on 2 CPUs without a GPU the thread layout measured fastest for the CPU kind (bench/README.md);
 - TensorFlow is then loaded with its C++ start-up notes dropped from standard error (other lines pass);
+- where keras.json sets another image data format, float type or epsilon, Keras's defaults, which the post's
+  network computes with (a note says so);
 - at Python's interactive prompt, a CifarError is shown as its one line (sys.excepthook; other errors as before).
+An environment it cannot start in (another Keras backend, a keras.json Keras would fail on, a missing package,
+too small an address space) is one line too: `error: ...` from the command line, an ImportError in Python.
 """
 
 import argparse
@@ -423,6 +428,9 @@ def choose_precision(requested):
         hardware = f'a CPU {"with" if native else "without"} native bfloat16 (amx_bf16/avx512_bf16)'
     if requested == 'float32':
         return 'float32', 'as asked'
+    if requested == 'mixed' and not native and not gpus:  # oneDNN's kernels then have no bfloat16 to run
+        raise CifarError(f'--precision mixed: {hardware}, or with ONEDNN_MAX_CPU_ISA capping it, computes mixed '
+                         'precision slowly if at all; use --precision auto (float32 here)')
     return (mixed, f'as asked, on {hardware}') if requested == 'mixed' else \
         ((mixed if native else 'float32'), f'auto, on {hardware}')
 

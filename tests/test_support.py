@@ -206,7 +206,7 @@ def test_a_failed_save_leaves_nothing_in_tmpdir_or_beside_the_model(session_cifa
 
 
 @pytest.mark.parametrize(('hardware', 'requested', 'policy'), [
-    ('cpu', 'auto', 'float32'), ('bfloat16 cpu', 'auto', 'mixed_bfloat16'), ('cpu', 'mixed', 'mixed_bfloat16'),
+    ('cpu', 'auto', 'float32'), ('bfloat16 cpu', 'auto', 'mixed_bfloat16'), ('cpu', 'mixed', None),
     ('bfloat16 cpu', 'float32', 'float32'), ('gpu 7.5', 'auto', 'mixed_float16'), ('gpu 6.1', 'auto', 'float32'),
     ('gpu 6.1', 'mixed', 'mixed_float16'), ('gpu 8.0', 'float32', 'float32')])
 def test_precision_follows_the_hardware(monkeypatch, hardware, requested, policy):
@@ -218,6 +218,10 @@ def test_precision_follows_the_hardware(monkeypatch, hardware, requested, policy
     monkeypatch.setattr(cifar_cnn.tf.config.experimental, 'get_device_details',
                         lambda device: {'compute_capability': capability})
     monkeypatch.setattr(plumbing, 'NATIVE_BFLOAT16', hardware == 'bfloat16 cpu')
+    if policy is None:  # bfloat16 where oneDNN has no kernels for it (ONEDNN_MAX_CPU_ISA=AVX2 makes one anywhere)
+        with refused('--precision mixed', 'auto'):
+            plumbing.choose_precision(requested)
+        return
     chosen, why = plumbing.choose_precision(requested)
     assert chosen == policy and ('as asked' in why) == (requested != 'auto')
     if requested != 'float32':  # why: the hardware it found
