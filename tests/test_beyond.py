@@ -9,6 +9,7 @@ import re
 import resource
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -476,12 +477,22 @@ def test_read_image_shows_transparency_on_white_and_refuses_unknown_scales(tmp_p
         readers.read_image(str(signed))
 
 
+def with_transparent_grey(png, level):
+    """A greyscale PNG's bytes with the grey `level` marked transparent: a tRNS chunk after the header (IHDR),
+    as image editors write it at 8 and 16 bits (Pillow 10.0 saves it at 8 bits only)."""
+    chunk = b'tRNS' + level.to_bytes(2, 'big')
+    end_of_header = 8 + 4 + 4 + 13 + 4  # the PNG signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + len(chunk[4:]).to_bytes(4, 'big') + chunk + zlib.crc32(chunk).to_bytes(4, 'big') \
+        + png[end_of_header:]
+
+
 @pytest.mark.parametrize('bits', [8, 16])
 def test_transparency_shows_on_white_at_every_bit_depth(tmp_path, bits):
     grey = np.full((32, 32), 40000, np.uint16)
     grey[:16] = 0  # the top half: the grey level marked transparent
-    path = tmp_path / f'grey{bits}.png'
-    Image.fromarray(grey if bits == 16 else (grey // 257).astype(np.uint8)).save(path, transparency=0)
+    path, png = tmp_path / f'grey{bits}.png', io.BytesIO()
+    Image.fromarray(grey if bits == 16 else (grey // 257).astype(np.uint8)).save(png, 'PNG')
+    path.write_bytes(with_transparent_grey(png.getvalue(), 0))
     pixels = readers.read_image(str(path))
     np.testing.assert_array_equal(pixels[:15], 255)  # white, as in an 8-bit file
     np.testing.assert_allclose(pixels[17:], 40000 / 65535 * 255, atol=1)
