@@ -43,8 +43,10 @@ def read_file(path, label, limit):
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
             raise CifarError(f'{label}: is a folder, not a file')
-        # O_NONBLOCK: should the file have been swapped for a pipe since, opening it cannot hang
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)), 'rb') as f:
+        # O_BINARY (Windows): bytes as they are, not text whose CR LF and Ctrl-Z the C library would translate;
+        # O_NONBLOCK (Linux, macOS): should the file have been swapped for a pipe since, opening it cannot hang
+        flags = os.O_RDONLY | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_NONBLOCK', 0)
+        with os.fdopen(os.open(path, flags), 'rb') as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
