@@ -84,9 +84,9 @@ def test_a_reader_that_stops_reading_ends_it_quietly(runs, run_name):
 
 
 def test_without_what_windows_lacks_it_starts_runs_and_ends_the_same(runs):
-    """Windows has no SIGHUP, SIGPIPE, O_NONBLOCK, sched_getaffinity or pathconf (conftest.WINDOWS_LACKS): without
-    them, importing, reading a picture, the signal handlers set and put back and a reader gone at the end (`| head`)
-    raise nothing, and the run ends as on Linux."""
+    """Windows has no SIGHUP, SIGPIPE, sched_getaffinity or pathconf (conftest.WINDOWS_LACKS): without them,
+    importing, reading a picture, the signal handlers set and put back and a reader gone at the end (`| head`) raise
+    nothing, and the run ends as on Linux."""
     run, code, output = runs['without what Windows lacks']
     assert run.first_line.startswith('Loaded the model from') and (code, output) == (128 + signal.SIGPIPE, '')
     any_there = ' or '.join(f'hasattr({module}, {name!r})' for module, name in WINDOWS_LACKS)
