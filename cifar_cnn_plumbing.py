@@ -67,9 +67,14 @@ def thread_layout(bfloat16, cpu_count, gpu_driver):
             'TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD': 'true'}
 
 
+def usable_cpus():
+    """How many CPUs this process may run on: those its affinity allows (Linux), else all (macOS, Windows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
 CPU_FLAGS = cpu_flags()
 NATIVE_BFLOAT16 = native_bfloat16(CPU_FLAGS, os.environ)
-CPU_COUNT = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+CPU_COUNT = usable_cpus()
 NVIDIA_DRIVER = os.path.exists('/proc/driver/nvidia')  # Linux; elsewhere, TensorFlow has no GPU but Apple's plugin
 X86 = platform.machine().lower() in ('x86_64', 'amd64', 'i386', 'i686')  # where TensorFlow has oneDNN's kernels
 for variable, value in {'TF_CPP_MIN_LOG_LEVEL': '2', **({'TF_ENABLE_ONEDNN_OPTS': '1'} if X86 else {}),
@@ -165,8 +170,10 @@ def read_file(path, label, limit, advice=''):
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):
             raise CifarError(f'{label}: is a folder, not a file')
-        # O_NONBLOCK: should the file have been swapped for a pipe since, opening it cannot hang
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)), 'rb') as f:
+        # O_BINARY (Windows): bytes as they are, not text whose CR LF and Ctrl-Z the C library would translate;
+        # O_NONBLOCK (Linux, macOS): should the file have been swapped for a pipe since, opening it cannot hang
+        flags = os.O_RDONLY | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_NONBLOCK', 0)
+        with os.fdopen(os.open(path, flags), 'rb') as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')

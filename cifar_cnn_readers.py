@@ -240,7 +240,9 @@ class PickledDtype:
                 and state[2:5] == (None, None, None) and state[5:] == (-1, -1, 0) and type(self.name) is str
                 and self.name.lstrip('<>|=') in NUMBER_TYPES):
             raise pickle.UnpicklingError('an array type that is not a plain number')
-        self.dtype = np.dtype(self.name).newbyteorder(state[1] if state[1] in '<>' else '=')
+        # numpy's own object for the type, as np.dtype('<u1') gives, not a copy of it: matplotlib 3.9.0 draws no
+        # image whose dtype is a copy (matplotlib#28448)
+        self.dtype = np.dtype((state[1] if state[1] in '<>' else '=') + self.name.lstrip('<>|='))
 
 
 def read_batch(label, data):

@@ -235,6 +235,20 @@ def keras_home_of_its_own(base):
     return home
 
 
+# What Linux and macOS have, Windows not, and cifar_cnn does without there. Not os.O_NONBLOCK, which Python's own
+# shutil.rmtree uses on Linux (on Windows it takes another way): read_file without it is tested in test_data.py.
+WINDOWS_LACKS = [('signal', 'SIGHUP'), ('signal', 'SIGPIPE'), ('os', 'sched_getaffinity'), ('os', 'pathconf')]
+
+
+def without_what_windows_lacks(folder):
+    """A folder whose sitecustomize.py, which Python runs as it starts (with the folder on PYTHONPATH), removes
+    WINDOWS_LACKS from Python, before anything imports them."""
+    folder.mkdir(parents=True)
+    (folder / 'sitecustomize.py').write_text(
+        'import os, signal\n' + ''.join(f'del {module}.{name}\n' for module, name in WINDOWS_LACKS))
+    return str(folder)
+
+
 def start_cli_runs(base, cifar_dir, saved_model):
     """The processes of tests/test_cli.py: {name: Run}."""
     photo = base / 'photo.jpg'
@@ -248,6 +262,8 @@ def start_cli_runs(base, cifar_dir, saved_model):
                                    base / 'training-head', head='Layer (type)'),  # in what Keras prints
             '> /dev/full': Run(predict, base / 'full-disk', stdout=None, shell='> /dev/full'),
             '>&-': Run(predict, base / 'closed', stdout=None, shell='>&-'),
+            'without what Windows lacks': Run(predict, base / 'bare', head='Loaded the model',
+                                              env={'PYTHONPATH': without_what_windows_lacks(base / 'site')}),
             'KERAS_BACKEND': Run(['--limit', '5'], base / 'keras', env={'KERAS_BACKEND': 'jax'}),
             'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'}),
             'ulimit -v': Run(['--limit', '5'], base / 'address-space', limits='ulimit -v 2000000;'),  # kB: 1.9 GiB

@@ -9,7 +9,7 @@ import sys
 import warnings
 
 import pytest
-from conftest import FIGURES, ROOT, SIGNALS, TINY
+from conftest import FIGURES, ROOT, SIGNALS, TINY, WINDOWS_LACKS
 
 import cifar_cnn
 import cifar_cnn_plumbing as plumbing
@@ -81,6 +81,18 @@ def test_a_reader_that_stops_reading_ends_it_quietly(runs, run_name):
     assert run.first_line.startswith(('Loaded the model from', 'Precision: ')) and run.head in run.last_line
     assert (code, output) == (128 + signal.SIGPIPE, '')
     assert os.listdir(run.tmp) == []
+
+
+def test_without_what_windows_lacks_it_starts_runs_and_ends_the_same(runs):
+    """Windows has no SIGHUP, SIGPIPE, sched_getaffinity or pathconf (conftest.WINDOWS_LACKS): without them,
+    importing, reading a picture, the signal handlers set and put back and a reader gone at the end (`| head`) raise
+    nothing, and the run ends as on Linux."""
+    run, code, output = runs['without what Windows lacks']
+    assert run.first_line.startswith('Loaded the model from') and (code, output) == (128 + signal.SIGPIPE, '')
+    any_there = ' or '.join(f'hasattr({module}, {name!r})' for module, name in WINDOWS_LACKS)
+    gone = subprocess.run([sys.executable, '-c', f'import os, signal; print(not ({any_there}))'], check=True,
+                          capture_output=True, text=True, env=os.environ | {'PYTHONPATH': str(run.folder.parent / 'site')})
+    assert gone.stdout == 'True\n'  # that Python had none of them
 
 
 @pytest.mark.parametrize(('run_name', 'names'), [  # answers that cannot be written: an error, not a success

@@ -27,10 +27,10 @@ from cifar_cnn_readers import load_cifar10
 def check_arrays(loaded, written):
     (x_train, y_train), (x_test, y_test) = loaded
     wx_train, wy_train, wx_test, wy_test = written
-    assert x_train.dtype == np.uint8 and x_train.shape == (40, 32, 32, 3)
-    assert x_test.dtype == np.uint8 and x_test.shape == (24, 32, 32, 3)
-    assert y_train.dtype == np.uint8 and y_train.shape == (40, 1)
-    assert y_test.dtype == np.uint8 and y_test.shape == (24, 1)
+    # numpy's own uint8, not a copy of it as pickle makes: matplotlib 3.9.0 cannot draw an image whose dtype is a copy
+    assert all(array.dtype is np.dtype(np.uint8) for array in (x_train, y_train, x_test, y_test))
+    assert x_train.shape == (40, 32, 32, 3) and x_test.shape == (24, 32, 32, 3)
+    assert y_train.shape == (40, 1) and y_test.shape == (24, 1)
     np.testing.assert_array_equal(x_train, wx_train)  # same pixels, same order, channels last
     np.testing.assert_array_equal(x_test, wx_test)
     np.testing.assert_array_equal(y_train[:, 0], wy_train)
@@ -360,6 +360,32 @@ def test_what_is_not_a_regular_file_is_refused_without_waiting(tmp_path, reader,
     worker.join(20)
     assert not worker.is_alive(), f'{reader} waited on a {make}'
     assert message in str(outcome[0].value)
+
+
+WINDOWS_O_BINARY = 0x8000  # os.O_BINARY, which Windows alone has
+
+
+def test_on_windows_every_reader_opens_its_file_in_binary_mode(tmp_path, saved_model, monkeypatch):
+    """Windows reads a file that os.open opened without O_BINARY as text: CR LF becomes LF, and Ctrl-Z ends it,
+    so a batch file, a tarball, a model or a picture would come back mangled; and it has no O_NONBLOCK. With
+    O_BINARY put in and O_NONBLOCK taken out, as there, each reader opens its file with O_BINARY and reads it whole."""
+    _, written = make_cifar_folder(str(tmp_path / 'folder'))
+    make_tarball(str(tmp_path / 'tarball'))
+    Image.new('RGB', (64, 48), (200, 30, 30)).save(tmp_path / 'photo.png')
+    monkeypatch.setattr(os, 'O_BINARY', WINDOWS_O_BINARY, raising=False)
+    monkeypatch.delattr(os, 'O_NONBLOCK', raising=False)
+    real_open, opened = os.open, {}
+
+    def open_as_on_windows(path, flags, *args, **kwargs):
+        opened[os.path.basename(path)] = flags
+        return real_open(path, flags & ~WINDOWS_O_BINARY, *args, **kwargs)  # Linux has no such flag
+    monkeypatch.setattr(os, 'open', open_as_on_windows)
+    check_arrays(load_cifar10(str(tmp_path / 'folder')), written)
+    check_arrays(load_cifar10(str(tmp_path / 'tarball')), written)
+    assert cifar_cnn.load_model(saved_model).count_params() == 122_570
+    np.testing.assert_array_equal(readers.read_image(str(tmp_path / 'photo.png')), np.full((32, 32, 3), [200, 30, 30]))
+    files = [*readers.BATCH_FILES, 'cifar-10-python.tar.gz', os.path.basename(saved_model), 'photo.png']
+    assert {name: opened.get(name, 0) & WINDOWS_O_BINARY for name in files} == dict.fromkeys(files, WINDOWS_O_BINARY)
 
 
 def test_an_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):

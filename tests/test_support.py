@@ -152,6 +152,28 @@ def test_a_name_too_long_fails_before_training_and_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_without_pathconf_a_name_may_have_255_bytes(tmp_path, monkeypatch):
+    """Windows has no os.pathconf to ask a folder's longest name: 255, as on its file systems and most others."""
+    monkeypatch.delattr(os, 'pathconf', raising=False)
+    plumbing.check_writable(str(tmp_path), 'the model', ['x' * 249 + '.keras'])
+    with refused('cannot write the model', 'x' * 250 + '.keras', 'File name too long'):
+        plumbing.check_writable(str(tmp_path), 'the model', ['x' * 250 + '.keras'])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_figure_held_open_by_a_viewer_on_windows_is_one_line(tmp_path, monkeypatch):
+    """Windows refuses to replace a file another program holds open (an image viewer showing the last run's
+    figure): os.replace raises PermissionError there. One line naming the file, the previous file kept whole,
+    no temporary file left."""
+    def held_open(source, target):
+        raise PermissionError(13, 'Access is denied', source, 5, target)  # as Windows raises it (WinError 5)
+    (tmp_path / 'history.png').write_bytes(b'previous')
+    monkeypatch.setattr(os, 'replace', held_open)
+    with refused('cannot write', str(tmp_path / 'history.png'), 'Access is denied'):
+        plumbing.write_atomically(str(tmp_path / 'history.png'), lambda tmp: open(tmp, 'wb').close())
+    assert os.listdir(tmp_path) == ['history.png'] and (tmp_path / 'history.png').read_bytes() == b'previous'
+
+
 def test_files_are_written_through_symbolic_links_to_files_only(trained, tmp_path):
     """A link to a model (or to where one will be), or a figures folder that is a link to where one will be,
     is written through: the link stays, the file it names is the new one, nothing else is left beside either.
@@ -265,6 +287,18 @@ def test_without_proc_cpuinfo_no_flags_are_known(monkeypatch):
         raise FileNotFoundError(2, 'No such file or directory', path)
     monkeypatch.setattr('builtins.open', no_such_file)
     assert plumbing.cpu_flags() == set()
+
+
+@pytest.mark.parametrize(('affinity', 'cpu_count', 'usable'), [
+    ({0}, 8, 1),  # Linux: the CPUs this process may run on
+    (None, 8, 8), (None, None, 1)])  # macOS, Windows: no affinity to ask, so every CPU (os.cpu_count() may not know)
+def test_the_cpus_counted_are_those_this_process_may_use(monkeypatch, affinity, cpu_count, usable):
+    if affinity is None:
+        monkeypatch.delattr(os, 'sched_getaffinity', raising=False)
+    else:
+        monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: affinity, raising=False)
+    monkeypatch.setattr(os, 'cpu_count', lambda: cpu_count)
+    assert plumbing.usable_cpus() == usable
 
 
 @pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='needs Linux CPU affinity')
