@@ -445,8 +445,8 @@ def predict_files(model, paths):
         for path in paths[start:start + plumbing.EVAL_BATCH_SIZE]:
             try:
                 read.append((path, readers.read_image(path)))
-            except CifarError as e:
-                print(f'error: {plumbing.printable(e)}', file=sys.stderr)
+            except CifarError as error:
+                print(f'error: {plumbing.printable(error)}', file=sys.stderr)
                 failed += 1
         if read:
             probabilities = probability_model(model).predict_on_batch(scaled(np.stack([pixels for _, pixels in read])))
@@ -485,7 +485,8 @@ def parse_args(argv=None):
         'cifar-10-python.tar.gz', metavar='DIR')
     add('--figures-dir', 'where figures go', metavar='DIR')
     parser.add_argument('--show', action='store_true', help='also open each figure in a window, as the post does')
-    add('--limit', f'only the first N training and N test images, {plumbing.allowed("limit")} (a quick run)', int, metavar='N')
+    add('--limit', f'only the first N training and N test images, {plumbing.allowed("limit")} (a quick run)', int,
+        metavar='N')
     parser.add_argument('--precision', choices=['auto', 'float32', 'mixed'], help='auto: mixed precision where the '
                         f'hardware has it natively, else float32 (default: {DEFAULTS["precision"]})')
     add('--save-model', 'save the trained model to PATH (.keras); through a symbolic link, to the file it names',
@@ -496,11 +497,13 @@ def parse_args(argv=None):
     beyond = parser.add_argument_group('beyond the post: the next experiments (bench/README.md measures them)')
     beyond.add_argument('--augment', action='store_true', help='random flips and shifts of the training images')
     beyond.add_argument('--batch-norm', action='store_true', help='batch normalization after each convolution')
-    add('--dropout', f'dropout before each dense layer, {plumbing.allowed("dropout")}', float, to=beyond, metavar='RATE')
+    add('--dropout', f'dropout before each dense layer, {plumbing.allowed("dropout")}', float, to=beyond,
+        metavar='RATE')
     add('--validation-split', 'validate on the last fraction F of the training images, not the test set; '
         f'{plumbing.allowed("validation_split")}', float, to=beyond, metavar='F')
     beyond.add_argument('--cosine-decay', action='store_true', help='the learning rate down a cosine from 1e-3 to 0')
-    add('--tensorboard', 'TensorBoard logs to DIR (needs TensorBoard: pip install tensorboard)', to=beyond, metavar='DIR')
+    add('--tensorboard', 'TensorBoard logs to DIR (needs TensorBoard: pip install tensorboard)', to=beyond,
+        metavar='DIR')
     args = parser.parse_args(argv)
     for flag in ('save_model', 'load_model'):
         path = getattr(args, flag)
@@ -527,7 +530,8 @@ def run(args):
         return 1 if predict_files(loaded, args.predict) else 0
     plumbing.check_writable(args.figures_dir, 'figures', FIGURES)
     if args.save_model:
-        plumbing.check_writable(os.path.dirname(args.save_model) or '.', 'the model', [os.path.basename(args.save_model)])
+        folder, name = os.path.split(args.save_model)
+        plumbing.check_writable(folder or '.', 'the model', [name])
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401 -- only to say how to install it if it is missing

@@ -173,17 +173,17 @@ def read_file(path, label, limit, advice=''):
         # O_BINARY (Windows): bytes as they are, not text whose CR LF and Ctrl-Z the C library would translate;
         # O_NONBLOCK (Linux, macOS): should the file have been swapped for a pipe since, opening it cannot hang
         flags = os.O_RDONLY | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_NONBLOCK', 0)
-        with os.fdopen(os.open(path, flags), 'rb') as f:
-            info = os.fstat(f.fileno())
+        with os.fdopen(os.open(path, flags), 'rb') as opened:
+            info = os.fstat(opened.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise CifarError(f'{label}: is not a regular file (a pipe, socket or device)')
             if info.st_size > limit:
                 raise CifarError(f'{label}: is {info.st_size:,} bytes, more than the {limit:,} read here{advice}')
-            data = f.read(limit + 1)
+            data = opened.read(limit + 1)
     except FileNotFoundError:
         raise CifarError(f'{label}: no such file') from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
-        raise CifarError(f'{label}: cannot read it ({getattr(e, "strerror", None) or e})') from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+        raise CifarError(f'{label}: cannot read it ({getattr(error, "strerror", None) or error})') from None
     if len(data) > limit:
         raise CifarError(f'{label}: grew past {limit:,} bytes while being read')
     return data
@@ -230,16 +230,16 @@ def startup_problem(environ, places):
             settings = {}  # not JSON: Keras ignores it too
         except RecursionError:
             return f'{path}: nested too deeply for Keras to read it as it loads; fix or remove it'
-        except CifarError as e:
-            return str(e)
+        except CifarError as error:
+            return str(error)
         if not isinstance(settings, dict):
             return f'{path}: holds no settings (an object of them), which Keras reads as it loads; fix or remove it'
         for name, allowed in KERAS_SETTINGS.items():
-            value, backend_set = settings.get(name), bool(environ.get('KERAS_BACKEND'))
-            if name in settings and not (type(value) is allowed if isinstance(allowed, type) else
-                                         isinstance(value, str) and value in allowed or name == 'backend' and backend_set):
-                takes = 'this program runs on TensorFlow only' if name == 'backend' else 'Keras cannot load with it: ' + (
-                    ' or '.join(sorted(allowed)) if isinstance(allowed, set) else 'a decimal number') + ' only'
+            value, backend_set = settings.get(name), bool(environ.get('KERAS_BACKEND'))  # the variable wins
+            fits = type(value) is allowed if isinstance(allowed, type) else isinstance(value, str) and value in allowed
+            if name in settings and not (fits or name == 'backend' and backend_set):
+                takes = 'this program runs on TensorFlow only' if name == 'backend' else 'Keras cannot load with it: ' \
+                    + (' or '.join(sorted(allowed)) if isinstance(allowed, set) else 'a decimal number') + ' only'
                 return (f'{path}: "{name}": {json.dumps(value)[:40]}: {takes}; fix or remove it, or point KERAS_HOME '
                         'at another folder')
     if (limit := resource_limit('RLIMIT_AS')) < MIN_ADDRESS_SPACE:
@@ -275,7 +275,8 @@ def cannot_start(error):
 
 
 try:
-    if problem := startup_problem(os.environ, [(sys.path[:1] or [''])[0] or os.getcwd()]):  # the script's folder, or cwd
+    # where Python looks first: the script's folder, or the working one
+    if problem := startup_problem(os.environ, [(sys.path[:1] or [''])[0] or os.getcwd()]):
         cannot_start(ImportError(problem))
     import matplotlib  # it reads MPLBACKEND as it loads: a ValueError here, before TensorFlow's 3 s
     with stderr_dropped(STARTUP_NOTES):
@@ -289,9 +290,10 @@ except (KeyboardInterrupt, ValueError) as error:
 KERAS_DEFAULTS = {'image_data_format': 'channels_last', 'floatx': 'float32', 'epsilon': 1e-07}  # the post's network
 if changed := {name: getattr(keras.config, name)() for name, default in KERAS_DEFAULTS.items()
                if getattr(keras.config, name)() != default}:
-    print(f'note: {keras_config_path(os.environ)} sets {", ".join(f"{name} {value}" for name, value in changed.items())}; '
-          f'this program uses Keras\'s defaults instead, as the post does ({", ".join(map(str, KERAS_DEFAULTS.values()))})',
-          file=sys.stderr)
+    settings, defaults = (', '.join(map(str, values)) for values in
+                          ([f'{name} {value}' for name, value in changed.items()], KERAS_DEFAULTS.values()))
+    print(f'note: {keras_config_path(os.environ)} sets {settings}; this program uses Keras\'s defaults instead, '
+          f'as the post does ({defaults})', file=sys.stderr)
     for name, default in KERAS_DEFAULTS.items():
         getattr(keras.config, f'set_{name}')(default)
 
@@ -406,7 +408,8 @@ def require(cnn, step, *made, convolutions=False):
         if name == 'model' and not value.compiled:
             raise CifarError(f'{step}() needs a compiled model: build_model() compiles the post\'s, and a network of '
                              'your own needs model.compile(...) first')
-        if name == 'model' and convolutions and not any(isinstance(layer, keras.layers.Conv2D) for layer in value.layers):
+        if name == 'model' and convolutions and not any(isinstance(layer, keras.layers.Conv2D)
+                                                        for layer in value.layers):
             raise CifarError(f'{step}() looks at convolutions, and cnn.model has no Conv2D layer')
 
 
@@ -467,7 +470,8 @@ class Progress(keras.callbacks.Callback):
         super().__init__()
         self.verbose, self.epochs_before = verbose, epochs_before
     def on_epoch_begin(self, epoch, logs=None):
-        self.bar, self.step = keras.utils.Progbar(self.params['steps'], verbose=self.verbose, stateless_metrics=set()), 0
+        self.bar = keras.utils.Progbar(self.params['steps'], verbose=self.verbose, stateless_metrics=set())
+        self.step = 0
         if (epochs := self.epochs_before + self.params['epochs']) > 1:
             print(f'Epoch {self.epochs_before + epoch + 1}/{epochs}')
     def on_train_batch_end(self, batch, logs=None):
@@ -544,7 +548,8 @@ class ContinuedHistory(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.earlier:
             history = self.model.history
-            history.history = {key: self.earlier.history.get(key, []) + values for key, values in history.history.items()}
+            history.history = {key: self.earlier.history.get(key, []) + values
+                               for key, values in history.history.items()}
             history.epoch = list(range(len(self.earlier.epoch) + len(history.epoch)))
 
 
@@ -715,7 +720,8 @@ def figure_metadata(cnn):
     facts = {'Run': cnn.__dict__.setdefault('_run_id', uuid.uuid4().hex), 'Seed': RUN.get('Seed', 'not set'),
              'Command': RUN.get('Command', 'CifarCNN, in Python'), 'Epochs': str(cnn.epochs),
              'Images': f'{len(cnn.train_imgs):,} training, {len(cnn.test_imgs):,} test',
-             'Precision': keras.mixed_precision.global_policy().name, 'Creation Time': time.strftime('%Y-%m-%d %H:%M %Z'),
+             'Precision': keras.mixed_precision.global_policy().name,
+             'Creation Time': time.strftime('%Y-%m-%d %H:%M %Z'),
              'Software': f'Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, '
                          f'numpy {np.__version__}, matplotlib {matplotlib.__version__}'}
     predictions = getattr(cnn, 'predictions', None)
@@ -726,7 +732,8 @@ def figure_metadata(cnn):
         per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
         confused = np.unravel_index(np.argmax(matrix - np.diag(np.diag(matrix))), matrix.shape)
         facts |= {'Test accuracy': f'{np.mean(predicted == truth):.4f}', 'Mistakes': f'{np.sum(predicted != truth):,}',
-                  'Per-class accuracy': ', '.join(f'{cnn.classes[i]} {per_class[i]:.2f}' for i in np.argsort(per_class)),
+                  'Per-class accuracy': ', '.join(f'{cnn.classes[index]} {per_class[index]:.2f}'
+                                                  for index in np.argsort(per_class)),
                   'Most confused': f'{cnn.classes[confused[0]]} taken for {cnn.classes[confused[1]]} '
                                    f'{matrix[confused]} times'}
     return facts
@@ -768,8 +775,8 @@ def write_atomically(path, write):
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # ours alone, whoever else writes here
         write(tmp)
         os.replace(tmp, target)
-    except OSError as e:
-        raise CifarError(f'cannot write {path}: {e.strerror or e}') from None
+    except OSError as error:
+        raise CifarError(f'cannot write {path}: {error.strerror or error}') from None
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -807,11 +814,11 @@ def check_writable(folder, what, names=()):
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.remove(probe)
             TEMPORARY_PATHS.discard(probe)
-    except OSError as e:
+    except OSError as error:
         for folder_made in made:
             with contextlib.suppress(OSError):
                 os.rmdir(folder_made)
-        raise CifarError(f'cannot write {what} to {named}: {e.strerror or e}') from None
+        raise CifarError(f'cannot write {what} to {named}: {error.strerror or error}') from None
 
 
 def clean_up():
@@ -849,8 +856,8 @@ class CheckedStdout:
                 written = self.stream.write(text.encode(encoding, 'backslashreplace').decode(encoding))
             self.stream.flush()
             return written
-        except OSError as e:
-            raise StdoutLost(e) from e
+        except OSError as error:
+            raise StdoutLost(error) from error
     def flush(self):
         self.write('')
     def __getattr__(self, name):
@@ -859,8 +866,8 @@ class CheckedStdout:
 
 STOP_SIGNALS = {  # what a terminal, a shell's limits or a job manager sends, and the line that says so
     signal.SIGINT: 'Interrupted.', signal.SIGTERM: 'Terminated.',
-    **{getattr(signal, name): line for name, line in (('SIGHUP', 'Hung up (the terminal closed).'),
-                                                      ('SIGXCPU', 'Stopped: the CPU time limit (ulimit -t) is reached.'))
+    **{getattr(signal, name): line for name, line in [('SIGHUP', 'Hung up (the terminal closed).'),
+                                                      ('SIGXCPU', 'Stopped: the CPU time limit (ulimit -t) is up.')]
        if hasattr(signal, name)}}  # neither on Windows
 
 
@@ -899,8 +906,8 @@ def run_as_a_program(parse, run, argv):
         backend = plt.get_backend()
         if args.show:
             plt.switch_backend(backend)  # MPLBACKEND's: its module loaded now, or the line below says why not
-    except (ImportError, ValueError) as e:
-        print(f"error: MPLBACKEND={os.environ.get('MPLBACKEND')}: matplotlib cannot load it ({first_line(e)}); "
+    except (ImportError, ValueError) as error:
+        print(f"error: MPLBACKEND={os.environ.get('MPLBACKEND')}: matplotlib cannot load it ({first_line(error)}); "
               'unset it', file=sys.stderr)
         return 1
     handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
@@ -929,8 +936,8 @@ def run_as_a_program(parse, run, argv):
             warnings.simplefilter('always')  # held back until the run is done: -W error costs no finished model
             code = run(args)
         return code if not held_back_warnings(caught) else 1
-    except CifarError as e:
-        print(f'error: {printable(e)}', file=sys.stderr)
+    except CifarError as error:
+        print(f'error: {printable(error)}', file=sys.stderr)
         return 1
     except MemoryError:
         print('error: out of memory: a full run needs about 2 GB; --limit N trains on fewer images', file=sys.stderr)
@@ -960,16 +967,16 @@ def temporary_folder():
     the run ends), or one line saying there is no usable temporary folder."""
     try:
         return tempfile.mkdtemp(prefix='cifar_cnn-')
-    except OSError as e:
-        raise CifarError(f'no usable temporary folder ({first_line(e)}): point TMPDIR at one with room') from None
+    except OSError as error:
+        raise CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room') from None
 
 
 def environment_fit_for(args):
     """Refuses, in one line, a run this process cannot finish for want of temporary space or address space."""
     try:
         free = shutil.disk_usage(tempfile.gettempdir()).free
-    except OSError as e:  # gettempdir(): no usable temporary folder at all (FileNotFoundError)
-        raise CifarError(f'no usable temporary folder ({first_line(e)}): point TMPDIR at one with room') from None
+    except OSError as error:  # gettempdir(): no usable temporary folder at all (FileNotFoundError)
+        raise CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room') from None
     if free < MIN_TEMPORARY_SPACE:
         raise CifarError(f'the temporary folder {tempfile.gettempdir()} has {free / 2**20:.0f} MB free; a run needs '
                          f'{MIN_TEMPORARY_SPACE / 2**20:.0f}: free some, or point TMPDIR at another folder')

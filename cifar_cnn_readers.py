@@ -98,15 +98,15 @@ def keras_load_data():
         with warnings.catch_warnings():  # the error below says it better
             warnings.filterwarnings('ignore', 'Could not extract archive')
             return keras.datasets.cifar10.load_data()
-    except Exception as e:  # Keras turns every failed download into a bare Exception('URL fetch failure ...')
-        if type(e) is Exception and str(e).startswith('URL fetch failure') or isinstance(e, (ConnectionError,
-                                                                                              TimeoutError)):
-            reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(e))
+    except Exception as error:  # Keras turns every failed download into a bare Exception('URL fetch failure ...')
+        fetch_failed = type(error) is Exception and str(error).startswith('URL fetch failure')
+        if fetch_failed or isinstance(error, (ConnectionError, TimeoutError)):
+            reason = re.sub(r'^URL fetch failure on \S+: (\S+ -- )?', '', first_line(error))
             reason += f': nothing came for {stall} s' if 'timed out' in reason else ''
             raise CifarError(f'could not download CIFAR-10 ({reason}). Download cifar-10-python.tar.gz from '
                              f'{CIFAR_PAGE} yourself; point {named("data_dir")} at its folder') from None
-        if isinstance(e, KERAS_CACHE_ERRORS):
-            raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(e)}); if its download cache is damaged, "
+        if isinstance(error, KERAS_CACHE_ERRORS):
+            raise CifarError(f"Keras's CIFAR-10 loader failed ({first_line(error)}); if its download cache is damaged, "
                              f'delete {keras_datasets()}/cifar-10-batches-py-target* and run again') from None
         raise
     finally:
@@ -114,10 +114,12 @@ def keras_load_data():
 
 
 OTHER_DOWNLOADS = {  # what else the CIFAR page offers, by the names it unpacks to or downloads as
-    **dict.fromkeys(['cifar-10-batches-bin', 'cifar-10-binary.tar.gz', 'data_batch_1.bin'], "CIFAR-10's binary version"),
-    **dict.fromkeys(['cifar-10-batches-mat', 'cifar-10-matlab.tar.gz', 'data_batch_1.mat'], "CIFAR-10's MATLAB version"),
-    **dict.fromkeys(['cifar-100-python', 'cifar-100-python.tar.gz', 'cifar-100-binary.tar.gz', 'cifar-100-matlab.tar.gz',
-                     'cifar-100-binary', 'cifar-100-matlab'], 'CIFAR-100, not CIFAR-10')}
+    **dict.fromkeys(['cifar-10-batches-bin', 'cifar-10-binary.tar.gz', 'data_batch_1.bin'],
+                    "CIFAR-10's binary version"),
+    **dict.fromkeys(['cifar-10-batches-mat', 'cifar-10-matlab.tar.gz', 'data_batch_1.mat'],
+                    "CIFAR-10's MATLAB version"),
+    **dict.fromkeys(['cifar-100-python', 'cifar-100-python.tar.gz', 'cifar-100-binary.tar.gz',
+                     'cifar-100-matlab.tar.gz', 'cifar-100-binary', 'cifar-100-matlab'], 'CIFAR-100, not CIFAR-10')}
 ARCHIVES = ['cifar-10-python.tar.gz', 'cifar-10-python.tar']  # the download, and as some browsers unpack it once
 
 
@@ -162,8 +164,8 @@ def read_tarball(path):
                 if name.split('/')[0] in OTHER_DOWNLOADS:
                     raise CifarError(f'{path}: holds {OTHER_DOWNLOADS[name.split("/")[0]]}; get "CIFAR-10 python '
                                      f'version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}')
-                allowed = member.isdir() and name in ('.', 'cifar-10-batches-py') or member.isfile() and name in TAR_FILES
-                if not allowed:
+                if not (member.isdir() and name in ('.', 'cifar-10-batches-py')
+                        or member.isfile() and name in TAR_FILES):
                     raise CifarError(f'{path}: refused: {member.name[:80]!r} is not one of the files of the CIFAR-10 '
                                      'archive (cifar-10-batches-py/ and what it holds)')
                 members[name] = member
@@ -173,8 +175,8 @@ def read_tarball(path):
                 raise CifarError(f'{path}: {big[0][:80]} claims more than {MAX_BATCH_BYTES:,} bytes; a batch has 31 MB')
             return [read_batch(f'{path}:{member.name}', tar.extractfile(member).read())
                     for member in (members[f'cifar-10-batches-py/{name}'] for name in BATCH_FILES)]
-    except ARCHIVE_ERRORS as e:
-        raise CifarError(f'{path}: truncated or not a .tar.gz archive ({first_line(e)})') from None
+    except ARCHIVE_ERRORS as error:
+        raise CifarError(f'{path}: truncated or not a .tar.gz archive ({first_line(error)})') from None
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -254,10 +256,10 @@ def read_batch(label, data):
             if opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT') and not 0 <= arg <= len(data):
                 raise pickle.UnpicklingError(f'a memo index of {arg:,}')
         batch = NumpyOnlyUnpickler(io.BytesIO(data), encoding='bytes').load()
-    except RefusedPickle as e:
-        raise CifarError(f'{label}: {e}') from None
-    except UNPICKLING_ERRORS as e:
-        raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(e)})') from None
+    except RefusedPickle as error:
+        raise CifarError(f'{label}: {error}') from None
+    except UNPICKLING_ERRORS as error:
+        raise CifarError(f'{label}: damaged or not a CIFAR-10 batch file ({first_line(error)})') from None
     if not isinstance(batch, dict):
         raise CifarError(f'{label}: not a CIFAR-10 batch file (it holds a {type(batch).__name__}, not a dict)')
     if missing := [key for key in (b'data', b'labels') if key not in batch]:
@@ -326,8 +328,8 @@ def read_keras_file(path, label):
             if sum(info.file_size for info in zf.infolist()) > MAX_MODEL_BYTES:
                 raise CifarError(f'{label}: unpacks to more than {MAX_MODEL_BYTES:,} bytes')
             return json.loads(zf.read('config.json')), zf.read('model.weights.h5')  # each read checks its CRC
-    except ZIP_ERRORS as e:
-        raise CifarError(f'{label}: damaged or not a .keras file ({first_line(e)})') from None
+    except ZIP_ERRORS as error:
+        raise CifarError(f'{label}: damaged or not a .keras file ({first_line(error)})') from None
 
 
 def saved_layers(config, label):
@@ -371,8 +373,8 @@ def read_weights(model, data, label):
     checked against its weight (shape, dtype, storage: whole, uncompressed, in the file) before a byte of
     it is read. Weights not finite, or outside what training writes (WEIGHT_RANGES), are refused."""
     try:
-        with h5py.File(io.BytesIO(data), 'r') as f:
-            group = f.get('layers')
+        with h5py.File(io.BytesIO(data), 'r') as opened:
+            group = opened.get('layers')
             if not isinstance(group, h5py.Group) or len(group) != len(model.layers):
                 raise CifarError(f'{label}: refused: its weights are not those of the network '
                                  f'{named("save_model")} writes')
@@ -386,8 +388,8 @@ def read_weights(model, data, label):
                                      f'{tuple(variable.shape)} float32 numbers {named("save_model")} writes there')
                 found.append((path, variable, dataset))
             values = [(path, variable, dataset[()]) for path, variable, dataset in found]
-    except HDF5_ERRORS as e:
-        raise CifarError(f'{label}: damaged (model.weights.h5: {first_line(e)})') from None
+    except HDF5_ERRORS as error:
+        raise CifarError(f'{label}: damaged (model.weights.h5: {first_line(error)})') from None
     for path, variable, value in values:
         low, high = WEIGHT_RANGES.get((re.sub(r'_\d+$', '', path.split('/')[0]), variable.name), (-1e4, 1e4))
         if not np.isfinite(value).all():
@@ -435,8 +437,8 @@ def read_image(path):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CifarError(f'{path}: claims more than the {Image.MAX_IMAGE_PIXELS:,} pixels read here; resize it (it is '
                          'made 32x32 anyway) and try again') from None
-    except IMAGE_ERRORS as e:
-        raise CifarError(f'{path}: damaged image ({first_line(e)})') from None
+    except IMAGE_ERRORS as error:
+        raise CifarError(f'{path}: damaged image ({first_line(error)})') from None
 
 
 def rgb_pixels(path, img):

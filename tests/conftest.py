@@ -139,7 +139,7 @@ def saved_model(trained, tmp_path_factory):
 # ─── The order of the files, and the processes that start with the session ───────────────────────
 
 ORDER = ['test_steps', 'test_beyond', 'test_data', 'test_support', 'test_fuzz', 'test_follow_along', 'test_cli',
-         'test_figures', 'test_real_data']  # as cifar_cnn.py reads: the post's steps, beyond them, the plumbing, the CLI
+         'test_figures', 'test_real_data']  # as cifar_cnn.py reads: the post's steps, beyond them, plumbing, CLI
 
 
 def pytest_collection_modifyitems(items):
@@ -157,7 +157,7 @@ SIGNALS = {
                                   'Interrupted.'),
     'training, Ctrl-C twice': ([('Epoch 3/', signal.SIGINT), ('Epoch 3/', signal.SIGINT)], 130, 'Interrupted.'),
     'training, the terminal closed': ([('Epoch 3/', signal.SIGHUP)], 129, 'Hung up (the terminal closed).'),
-    **({'training, past the CPU time limit': ([('Epoch 3/', signal.SIGXCPU)], 152, 'CPU time limit (ulimit -t)')}
+    **({'training, past the CPU time limit': ([('Epoch 3/', signal.SIGXCPU)], 152, 'CPU time limit (ulimit -t) is up')}
        if hasattr(signal, 'SIGXCPU') else {}),
     'saving': ([('Epoch times', signal.SIGTERM)], 143, 'Terminated.')}
 
@@ -174,7 +174,8 @@ class Run:
         command = ['sh', '-c', f'{limits} exec "$@" {shell or ""}', 'sh', *PROGRAM, *args] if shell or limits else \
             [*PROGRAM, *args]
         self.proc = subprocess.Popen(['nice', '-n', '10', *command], stdout=stdout, stderr=subprocess.PIPE, text=True,
-                                     cwd=ROOT, env=os.environ | {'TMPDIR': str(self.tmp), 'PYTHONUNBUFFERED': '1', **dict(env)})
+                                     cwd=ROOT, env=os.environ | {'TMPDIR': str(self.tmp), 'PYTHONUNBUFFERED': '1',
+                                                                 **dict(env)})
         self.errors = []  # stderr's lines alone, in their order (in output, they interleave with stdout's)
         streams = [self.proc.stderr] if head else [s for s in (self.proc.stdout, self.proc.stderr) if s is not None]
         self.readers = [threading.Thread(target=self.read, args=(stream,), daemon=True) for stream in streams]

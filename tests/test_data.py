@@ -277,7 +277,8 @@ def pickled(*opcodes):
 
 
 HUGE_NUMBER = b'\x8b' + (20_000).to_bytes(4, 'little') + b'\x01' * 20_000  # LONG4: a 48,000-digit whole number
-U1 = b'cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb'
+U1 = (b'cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03X\x01\x00\x00\x00|NNN'
+      b'J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb')
 
 
 @pytest.mark.parametrize(('data', 'names'), [
@@ -343,7 +344,8 @@ READERS = {  # each reader of a file the user names, and the file it reads
 @pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='needs named pipes')
 @pytest.mark.parametrize('reader', READERS)
 @pytest.mark.parametrize(('make', 'message'), [(fifo, 'is not a regular file'), (folder, 'is a folder, not a file'),
-                                               (symlink_loop, 'cannot read it'), ('/dev/zero', 'is not a regular file')])
+                                               (symlink_loop, 'cannot read it'),
+                                               ('/dev/zero', 'is not a regular file')])
 def test_what_is_not_a_regular_file_is_refused_without_waiting(tmp_path, reader, make, message):
     where, read = READERS[reader]
     path = where(str(tmp_path))
@@ -457,7 +459,7 @@ def test_the_archive_in_every_form_a_reader_may_have_gives_the_same_arrays(tmp_p
         with open(path, 'rb') as packed:
             plain = gzip.decompress(packed.read())
         os.remove(path)
-        path = os.path.join(tmp_path, 'cifar-10-python.tar' if form.startswith('unpacked') else 'cifar-10-python.tar.gz')
+        path = os.path.join(tmp_path, 'cifar-10-python.tar' + ('' if form.startswith('unpacked') else '.gz'))
         with open(path, 'wb') as f:
             f.write(plain)
     check_arrays(load_cifar10(path if form == 'the archive named as --data-dir' else str(tmp_path)), written)

@@ -23,7 +23,7 @@ AGAIN_AND_AFTER_RUN = ['from cifar_cnn import save_model, load_model\nsave_model
                        'cnn.history = cnn.train_model()',  # a cell run twice: training goes on, and says so
                        '%run {root}/cifar_cnn.py --data-dir {data_dir} --limit 5 --epochs 1 --figures-dir {figures}',
                        'cnn.plot_filters()',  # after %run, figures are still drawn inline
-                       'import keras\nprint(keras.mixed_precision.global_policy().name)']  # and Python computes as before
+                       'import keras\nprint(keras.mixed_precision.global_policy().name)']  # Python computes as before
 PLOTTING_CALLS = ['cnn.explore_data()', 'cnn.preprocess_data()', 'cnn.evaluate_model()', 'cnn.make_prediction()',
                   *BEYOND_CALLS]
 TOO_EARLY = 'CifarCNN(data_dir={data_dir!r}).train_model()'  # a fresh one: no data prepared, no model
@@ -92,7 +92,8 @@ def test_in_jupyter_a_step_called_too_early_is_one_line(notebook):
     nb, _, _ = notebook
     errors = [out for out in nb.cells[-1].outputs if out.output_type == 'error']
     assert len(errors) == 1 and len(errors[0].traceback) == 1  # one line, no traceback
-    assert errors[0].traceback[0].startswith('CifarError: train_model()') and 'cnn.preprocess_data()' in errors[0].traceback[0]
+    line, = errors[0].traceback
+    assert line.startswith('CifarError: train_model()') and 'cnn.preprocess_data()' in line
 
 
 def typed_at_the_prompt(data_dir):

@@ -258,7 +258,8 @@ IMAGE_SEEDS = {  # every format read_image opens, in the modes and encodings Pil
     'BMP': [('RGB', {}), ('P', {}), ('1', {}), ('RGBA', {})],
     'WEBP': [('RGB', {}), ('RGBA', {'lossless': True}), ('RGB', {'exif': exif()})],
     'TIFF': [('RGB', {}), ('RGB', {'compression': 'tiff_deflate'}), ('RGB', {'compression': 'tiff_lzw'}),
-             ('L', {'compression': 'packbits'}), ('I;16', {}), ('F', {}), ('CMYK', {}), ('1', {'compression': 'group4'}),
+             ('L', {'compression': 'packbits'}), ('I;16', {}), ('F', {}), ('CMYK', {}),
+             ('1', {'compression': 'group4'}),
              ('RGB', {'exif': exif()})]}
 
 
@@ -285,7 +286,8 @@ def exif_of_any_types(rng):
                     else struct.pack('<HHI', tag, rng.randint(1, 12), rng.choice([0, 1, 2, 4, 9, 2**31]))
                     + rng.choice([struct.pack('<I', rng.choice([0, 6, 70000, 2**32 - 1])), rng.randbytes(4)])
                     for tag in tags)  # mostly a valid orientation: then the image is turned, and its EXIF written anew
-    return b'Exif\x00\x00II*\x00\x08\x00\x00\x00' + struct.pack('<H', len(tags)) + data + b'\x00' * 4 + rng.randbytes(64)
+    header = b'Exif\x00\x00II*\x00\x08\x00\x00\x00' + struct.pack('<H', len(tags))
+    return header + data + b'\x00' * 4 + rng.randbytes(64)
 
 
 @pytest.mark.parametrize('fmt', ['JPEG', 'PNG', 'WEBP'])
@@ -348,7 +350,8 @@ def test_models_keras_itself_writes(tmp_path):
             lambda: layers.Dense(64, activation='relu'), lambda: layers.Dense(10)]
     loaded = 0
     for case in range(STACKS):
-        stack = [make() for make in post] if case % 4 == 0 else [rng.choice(palette)() for _ in range(rng.randint(1, 12))]
+        stack = [make() for make in post] if case % 4 == 0 else \
+            [rng.choice(palette)() for _ in range(rng.randint(1, 12))]
         policy = rng.choice(['float32', 'mixed_bfloat16'])
         cifar_cnn.keras.mixed_precision.set_global_policy(policy)  # conftest restores it
         with warnings.catch_warnings():
@@ -482,7 +485,8 @@ def test_batch_contents_of_every_type_and_shape(entries, protocol):
     assert labels_.dtype == np.uint8 and labels_.shape == (len(images), 1) and (labels_ <= 9).all()
 
 
-OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(['0', '1', '-1', '1e3', 'nan', 'inf', '0.5', '4096', '10001',
+OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(['0', '1', '-1', '1e3', 'nan', 'inf', '0.5', '4096',
+                                                                 '10001',
                                                                  '50001', str(2**32), 'x.keras', '', 'x' * 5000]))
 OPTIONS = ['--epochs', '--batch-size', '--seed', '--data-dir', '--figures-dir', '--limit', '--precision',
            '--save-model', '--load-model', '--predict', '--dropout', '--validation-split', '--tensorboard']
@@ -501,7 +505,8 @@ def test_options(pairs):
     except SystemExit as e:
         assert e.code == 2 and 'error:' in err.getvalue()
         return
-    assert 1 <= args.epochs <= 10_000 and 1 <= args.batch_size <= 4096 and args.precision in ('auto', 'float32', 'mixed')
+    assert 1 <= args.epochs <= 10_000 and 1 <= args.batch_size <= 4096
+    assert args.precision in ('auto', 'float32', 'mixed')
     assert args.limit is None or 1 <= args.limit <= 50_000
     assert args.dropout is None or 0 <= args.dropout < 1
     assert args.validation_split is None or 0 <= args.validation_split < 1

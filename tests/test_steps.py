@@ -256,7 +256,8 @@ def test_make_prediction_keeps_probabilities_and_draws_15(trained):
 # ─── A learner's mistakes: one line that says what to do next ────────────────────────────────────
 
 BAD_ARGUMENTS = [  # (name, value, what the line must name besides `name=value`: what the argument takes)
-    ('epochs', 0, '1', '10,000'), ('epochs', 10_001, '1', '10,000'), ('epochs', 2.5, 'whole'), ('epochs', True, 'whole'),
+    ('epochs', 0, '1', '10,000'), ('epochs', 10_001, '1', '10,000'), ('epochs', 2.5, 'whole'),
+    ('epochs', True, 'whole'),
     ('epochs', None, 'given'), ('batch_size', 0, '1', '4,096'), ('batch_size', 4097, '4,096'), ('limit', -5, '50,000'),
     ('limit', 0, '1', '50,000'), ('limit', 50_001, '50,000'), ('data_dir', '', 'name', '4,096'),
     ('figures_dir', 'a\0b', 'name', 'NUL'), ('figures_dir', 5, 'name'), ('show', 'yes', 'True', 'False'),

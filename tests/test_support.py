@@ -65,7 +65,8 @@ def test_ctrl_c_in_training_keeps_the_finished_epochs_and_their_weights(stopped_
     assert 'stopped by Ctrl-C 32 steps into an epoch of 40' in epoch_3
     assert len(out.split('Epoch times (s): ')[1].split(';')[0].split(', ')) == 2  # the cut epoch is not timed
     loss, accuracy = cnn.model.evaluate(cnn.validation_ds, verbose=0)
-    assert accuracy == cnn.history.history['val_accuracy'][-1] and loss == pytest.approx(cnn.history.history['val_loss'][-1])
+    assert accuracy == cnn.history.history['val_accuracy'][-1]
+    assert loss == pytest.approx(cnn.history.history['val_loss'][-1])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
@@ -197,7 +198,8 @@ def test_files_are_written_through_symbolic_links_to_files_only(trained, tmp_pat
                   lambda: plumbing.write_atomically(str(tmp_path / 'figures' / 'history.png'), print)):
         with refused('history.png', 'not a place for a file'):
             check()
-    assert os.listdir(tmp_path / 'made' / 'here') == ['history.png'] and stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode)
+    assert os.listdir(tmp_path / 'made' / 'here') == ['history.png']
+    assert stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode)
 
 
 def test_a_working_folder_deleted_during_a_run_is_one_line(session_cifar_dir, tmp_path, monkeypatch):
@@ -266,8 +268,10 @@ THREAD_VARIABLES = ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ONED
 @pytest.mark.parametrize(('flags', 'environ', 'native'), [
     ({'avx2', 'avx512f', 'avx512_bf16'}, {}, True), ({'avx2', 'amx_bf16'}, {}, True), ({'avx2', 'fma'}, {}, False),
     (set(), {}, False),  # no /proc/cpuinfo (macOS, Windows): no flags known
-    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX2'}, False), ({'avx512_bf16'}, {'DNNL_MAX_CPU_ISA': 'avx512_core'}, False),
-    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE_BF16'}, True), ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'ALL'}, True)])
+    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX2'}, False),
+    ({'avx512_bf16'}, {'DNNL_MAX_CPU_ISA': 'avx512_core'}, False),
+    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE_BF16'}, True),
+    ({'avx512_bf16'}, {'ONEDNN_MAX_CPU_ISA': 'ALL'}, True)])
 def test_the_cpu_kind_follows_its_flags_and_onednns_cap(flags, environ, native):
     """bfloat16 is native where the CPU has it and oneDNN is not capped below it (ONEDNN_MAX_CPU_ISA=AVX2 runs
     the AVX2 kernels on any machine: the kind most laptops are)."""
@@ -444,7 +448,8 @@ def test_a_file_of_yours_named_as_a_package_is_named(tmp_path):
     (tmp_path / 'keras.py').write_text('')
     result = subprocess.run([sys.executable, '-c', 'import cifar_cnn'], capture_output=True, text=True, check=False,
                             cwd=tmp_path, env=os.environ | {'PYTHONPATH': ROOT})
-    assert result.returncode == 1 and f'{tmp_path / "keras.py"}: a file of yours hides the package keras' in result.stderr
+    assert result.returncode == 1
+    assert f'{tmp_path / "keras.py"}: a file of yours hides the package keras' in result.stderr
 
 
 @pytest.mark.parametrize(('limit', 'args', 'names'), [
@@ -459,7 +464,8 @@ def test_an_address_space_too_small_is_one_line_before_tensorflow_fails(monkeypa
     if limit < plumbing.MIN_ADDRESS_SPACE:
         assert all(name in problem for name in names), problem
     else:
-        assert problem is None and code == 1 and (all(name in err for name in names) if names else 'no such folder' in err)
+        assert problem is None and code == 1
+        assert all(name in err for name in names) if names else 'no such folder' in err
 
 
 @pytest.mark.parametrize(('where', 'names'), [('/nonexistent/tmp', ['no usable temporary folder', 'TMPDIR']),
