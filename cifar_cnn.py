@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 import cifar_cnn_readers as readers
-from cifar_cnn_plumbing import CifarError, check_arguments, check_number
+from cifar_cnn_plumbing import CifarError, check_arguments, check_number, scaled
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 FIGURES = ['25-train-images.png', 'normalized.png', 'history.png', 'predictions.png', 'confusion-matrix.png',
@@ -370,15 +370,6 @@ class CifarCNN:
         """A model from the network's input to `outputs`, inner layers' among them, sharing its weights."""
         return keras.Model(self.model.layers[0].input, outputs)
 
-
-
-def scaled(images):
-    """Pixels 0-255 -> float32 in [0, 1]: the post's `/ 255.0`, in the one place it is done. Images in [0, 1]
-    already (float, none above 1: the post's own division, typed first) are only made float32."""
-    images = np.asarray(images)
-    if images.dtype.kind == 'f' and images.max(initial=0) <= 1:
-        return images.astype(np.float32, copy=False)
-    return np.divide(images, np.float32(255), dtype=np.float32)
 
 
 def probability_model(model):

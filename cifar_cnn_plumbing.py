@@ -390,7 +390,6 @@ def check_prediction(classes, prediction, actual_label, img=None):
 MADE_BY = {  # what a step of CifarCNN may need made first: its type, and the step that makes it
     'test_ds': (tf.data.Dataset, 'the data prepared: cnn.preprocess_data()'),
     'model': (keras.Model, 'a model: cnn.model = cnn.build_model()'),
-    'history': (keras.callbacks.History, 'the history train_model() returns: cnn.history = cnn.train_model()'),
     'predictions': (np.ndarray, "the model's predictions: cnn.make_prediction()")}
 
 
@@ -584,9 +583,21 @@ def pipeline(imgs, labels, batch_size, shuffle=False, augment=False):
     if augment:
         dataset = dataset.map(lambda batch_imgs, batch_labels: (flip_and_shift(batch_imgs), batch_labels))
     if imgs.dtype == tf.uint8:
-        dataset = dataset.map(lambda batch_imgs, batch_labels: (tf.cast(batch_imgs, tf.float32) / 255.0, batch_labels),
+        dataset = dataset.map(lambda batch_imgs, batch_labels: (scaled(batch_imgs), batch_labels),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def scaled(images):
+    """Pixels 0-255 -> float32 in [0, 1]: the post's `/ 255.0`, in the one place it is done, for arrays and for a
+    pipeline's tensors alike. Arrays in [0, 1] already (float, none above 1: the post's own division, typed
+    first) are only made float32."""
+    if tf.is_tensor(images):
+        return tf.cast(images, tf.float32) / 255.0
+    images = np.asarray(images)
+    if images.dtype.kind == 'f' and images.max(initial=0) <= 1:
+        return images.astype(np.float32, copy=False)
+    return np.divide(images, np.float32(255), dtype=np.float32)
 
 
 def training_images(cnn):

@@ -175,7 +175,8 @@ def test_missing_data_is_one_line_exit_1(tmp_path, capsys):
     ['--dropout', '1.5'], ['--dropout', 'nan'], ['--validation-split', '1'], ['--validation-split', '-0.1'],
     ['--figures-dir', ''], ['--data-dir', 'a\0b'], ['--data-dir', 'x' * 5000],
     ['--load-model', 'm.keras', '--save-model', 'n.keras'], ['--load-model', 'm.keras', '--augment'],
-    ['--load-model', 'm.keras', '--epochs', '3'], ['--load-model', 'm.keras', '--predict', 'x.png', '--data-dir', 'd']])
+    ['--load-model', 'm.keras', '--epochs', '3'], ['--load-model', 'm.keras', '--predict', 'x.png', '--data-dir', 'd'],
+    ['--epoch', '3']])  # not taken for --epochs: a typo would train and write over figures/
 def test_bad_values_and_clashes_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cifar_cnn.main(args)
