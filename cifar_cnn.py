@@ -1,15 +1,15 @@
 """Basic CIFAR CNN, runnable: the blog post's `CifarCNN` on today's TensorFlow and Keras 3.
 
 Read it beside the post: the post's imports, then `class CifarCNN` with the post's methods in the post's
-order, each change marked `# post:` with its reason (bench/post_as_printed.py is the post, fixed only to
-run); then what readers ask next (Beyond the post) and the command line: python cifar_cnn.py --help. Or type
-the post's calls into Python or Jupyter, after `from cifar_cnn import CifarCNN`.
+order, each change marked `# post:` with its reason (bench/post_as_printed.py is the post, fixed only to run);
+then what readers ask next (Beyond the post) and the command line (`python cifar_cnn.py --help`). Or type the
+post's calls into Python or Jupyter after `from cifar_cnn import CifarCNN`.
 
-What a learner need not read is in two modules beside it: cifar_cnn_plumbing.py (a quiet start, the thread
-layout, precision, whole writes, signals, one-line errors) and cifar_cnn_readers.py (the checks on every file
-you hand it). Importing cifar_cnn changes your Python only as cifar_cnn_plumbing.py's docstring lists:
-TensorFlow's environment variables set before it loads (yours win), its start-up notes dropped, Keras's
-defaults where keras.json sets others, and at Python's prompt a CifarError shown as one line.
+You need not read the two modules beside it: cifar_cnn_plumbing.py keeps a run quiet, fast and safe
+(TensorFlow's settings, precision, Ctrl-C, files written whole, one-line errors), and cifar_cnn_readers.py
+checks every file you hand the program. Importing cifar_cnn sets TensorFlow's environment variables before
+TensorFlow loads (any you set win), hides TensorFlow's start-up notes, puts Keras back to its defaults if your
+keras.json changes them, and makes a CifarError at Python's prompt one line; nothing else in your Python changes.
 """
 
 import cifar_cnn_plumbing as plumbing  # first: it sets TensorFlow's environment before TensorFlow loads
@@ -36,7 +36,7 @@ FIGURES = ['25-train-images.png', 'normalized.png', 'history.png', 'predictions.
 STEPS_PER_EXECUTION = 32  # training steps per call into TensorFlow: the same math, less overhead
 
 
-class CifarCNN:
+class CifarCNN:  # post: CifarCNN(object), the same class in Python 3
     """The post's class. CifarCNN() downloads CIFAR-10 once, as the post does; data_dir= reads a local copy
     instead; limit=N keeps the first N training and N test images. Each figure is shown where there is a
     display (show= decides instead) and written to figures_dir if given. variations=: Beyond the post."""
@@ -77,10 +77,11 @@ class CifarCNN:
         plumbing.show_figure(self, '25-train-images.png')  # post: plt.show()
 
     def preprocess_data(self):
-        # not in the post: tf.data pipelines that scale each batch, for the steps below, over the images as loaded
-        self.train_ds, self.validation_ds, self.test_ds = plumbing.datasets(self)
+        loaded = self.train_imgs, self.test_imgs  # not in the post: for the pipelines below
         self.train_imgs = scaled(self.train_imgs)  # post: / 255.0, in float64: float32 is half the memory
         self.test_imgs = scaled(self.test_imgs)  # post: / 255.0; scaled() leaves images in [0, 1] as they are
+        # not in the post: tf.data pipelines for the steps below, over the pixels as loaded (a quarter the memory)
+        self.train_ds, self.validation_ds, self.test_ds = plumbing.datasets(self, *loaded)
 
         plt.figure()
         plt.title(f'{self.classes[self.train_labels[0][0]]} ({self.train_labels[0][0]})')
@@ -138,10 +139,11 @@ class CifarCNN:
             return
 
         plt.figure()  # post: none, drawing on whatever figure is current
+        epochs = range(1, len(self.history.epoch) + 1)  # post: none, so from 0, where training prints Epoch 1/10
         # post: no markers, so that one epoch drew nothing
-        plt.plot(self.history.history['accuracy'], label='accuracy', marker='o')
-        plt.plot(self.history.history['val_accuracy'], label=self.validation_label, marker='o')
-        plt.xlim(-0.5, max(len(self.history.epoch), 1) - 0.5)  # post: none; whole epochs (0, 1, ...)
+        plt.plot(epochs, self.history.history['accuracy'], label='accuracy', marker='o')
+        plt.plot(epochs, self.history.history['val_accuracy'], label=self.validation_label, marker='o')
+        plt.xlim(0.5, len(epochs) + 0.5)  # post: none; whole epochs
         plt.locator_params(axis='x', integer=True)
         plt.xlabel('Epoch')
         plt.ylabel('Accuracy')
@@ -402,6 +404,7 @@ class Variations:
 
 
 plumbing.RULES['variations'] = Variations  # CifarCNN(variations=...) takes one of these
+# pyplot has one current figure per process: two CifarCNNs drawing from two threads wait their turns
 plumbing.one_drawing_at_a_time(CifarCNN, ['explore_data', 'preprocess_data', 'evaluate_model', 'make_prediction',
                                           *[name for name in vars(CifarCNN) if name.startswith('plot_')]])
 
@@ -429,7 +432,12 @@ def load_model(path):
 
 
 def predict_files(model, paths):
-    """--predict: each image's top 3 classes, plumbing.EVAL_BATCH_SIZE images at a time. Returns how many failed."""
+    """--predict: prints each picture's top 3 classes, and for a file it cannot read one line saying why."""
+    _predict_files(model, paths)
+
+
+def _predict_files(model, paths):
+    """predict_files(), plumbing.EVAL_BATCH_SIZE pictures at a time. Returns how many could not be read."""
     failed = 0
     for start in range(0, len(paths), plumbing.EVAL_BATCH_SIZE):
         read = []  # (path, pixels): a file named twice is answered twice
@@ -451,8 +459,8 @@ def predict_files(model, paths):
 
 DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(CifarCNN).parameters.items()} | {
     'figures_dir': 'figures', 'precision': 'auto'}  # the command line writes figures; Python shows them
-TRAINING_ONLY = ('epochs', 'batch_size', 'precision', 'augment', 'batch_norm', 'dropout', 'validation_split',
-                 'cosine_decay', 'tensorboard', 'save_model')
+TRAINING_ONLY = ('epochs', 'batch_size', 'augment', 'batch_norm', 'dropout', 'validation_split', 'cosine_decay',
+                 'tensorboard', 'save_model')
 PREDICT_ONLY_IGNORES = ('data_dir', 'limit', 'figures_dir', 'show')
 
 
@@ -513,12 +521,15 @@ def parse_args(argv=None):
 
 def run(args):
     """The post's steps in the post's order, what the options add around them, and first what fails in a
-    second: the model to load, the files and folders to write, before the slow steps."""
+    second: the precision, the model to load, the files and folders to write, before the slow steps."""
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
+    policy, why = plumbing.choose_precision(args.precision)  # a loaded model too computes as training did
+    keras.mixed_precision.set_global_policy(policy)
+    print(f'Precision: {policy} ({why})')
     loaded = load_model(args.load_model) if args.load_model else None
     if loaded is not None and args.predict:  # --load-model --predict: answer and exit, no data set needed
-        return 1 if predict_files(loaded, args.predict) else 0
+        return 1 if _predict_files(loaded, args.predict) else 0
     plumbing.check_writable(args.figures_dir, 'figures', FIGURES)
     if args.save_model:
         folder, name = os.path.split(args.save_model)
@@ -532,9 +543,7 @@ def run(args):
     variations = Variations(args.augment, args.batch_norm, args.dropout or 0.0, args.validation_split or 0.0,
                             args.cosine_decay, args.tensorboard)
     if loaded is None:
-        policy, why = plumbing.choose_precision(args.precision)
-        keras.mixed_precision.set_global_policy(policy)
-        print(f'Precision: {policy} ({why})\nExperiments: {variations}')
+        print(f'Experiments: {variations}')
 
     cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
                    figures_dir=args.figures_dir, show=args.show, variations=variations)
@@ -556,7 +565,7 @@ def run(args):
     cnn.plot_filters()
     cnn.plot_feature_maps()
     cnn.plot_grad_cam()
-    return 1 if args.predict and predict_files(cnn.model, args.predict) else 0
+    return 1 if args.predict and _predict_files(cnn.model, args.predict) else 0
 
 
 def main(argv=None):

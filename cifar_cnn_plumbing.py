@@ -401,9 +401,11 @@ def require(cnn, step, *made, convolutions=False):
         if not isinstance(value := getattr(cnn, name, None), kind):
             brackets = f' (cnn.{name} holds the method itself: add the brackets)' if callable(value) else ''
             raise CifarError(f'{step}() needs {made_by} first{brackets}')
+        if name == 'test_ds':
+            current_datasets(cnn)
         if name == 'predictions' and value.shape != (len(cnn.test_imgs), len(cnn.classes)):
-            raise CifarError(f'{step}() needs {made_by} first (cnn.predictions is not what it makes: '
-                             f'{len(cnn.test_imgs)} rows of {len(cnn.classes)})')
+            raise CifarError(f'{step}() needs {made_by} first (cnn.predictions holds {value.shape} numbers, not '
+                             f'{len(cnn.classes)} for each of the {len(cnn.test_imgs):,} test images)')
         if name == 'model' and not value.compiled:
             raise CifarError(f'{step}() needs a compiled model: build_model() compiles the post\'s, and a network of '
                              'your own needs model.compile(...) first')
@@ -444,10 +446,14 @@ def choose_precision(requested):
         ((mixed if native else 'float32'), f'auto, on {hardware}')
 
 
+def in_ipython():
+    """Whether this runs in IPython's shell: Jupyter, or `ipython` at a terminal."""
+    return 'IPython' in sys.modules and sys.modules['IPython'].get_ipython() is not None
+
+
 def progress_verbosity():
     """A progress bar on a terminal or in Jupyter (IPython's shell); elsewhere (a log file) a line an epoch."""
-    in_ipython = 'IPython' in sys.modules and sys.modules['IPython'].get_ipython() is not None
-    return 1 if getattr(sys.stdout, 'isatty', lambda: False)() or in_ipython else 2
+    return 1 if getattr(sys.stdout, 'isatty', lambda: False)() or in_ipython() else 2
 
 
 def training_callbacks(cnn):
@@ -542,7 +548,8 @@ class ContinuedHistory(keras.callbacks.Callback):
         self.earlier = earlier if earlier is not None and earlier.epoch else None
     def on_train_begin(self, logs=None):
         if self.earlier:
-            print(f'The model has trained {len(self.earlier.epoch)} epochs already, and goes on from there. '
+            epochs = len(self.earlier.epoch)
+            print(f'The model has trained {epochs} epoch{"s" if epochs > 1 else ""} already, and goes on from there. '
                   'To start over: cnn.model = cnn.build_model(), then train again.')
     def on_train_end(self, logs=None):
         if self.earlier:
@@ -552,19 +559,31 @@ class ContinuedHistory(keras.callbacks.Callback):
             history.epoch = list(range(len(self.earlier.epoch) + len(history.epoch)))
 
 
-def datasets(cnn):
-    """(train, validation, test) tf.data pipelines over cnn's images and labels, validation on the test set
-    unless --validation-split. Sets cnn.validation_label, the curve's name for evaluate_model()."""
+def datasets(cnn, train_pixels=None, test_pixels=None):
+    """(train, validation, test) tf.data pipelines over cnn's images and labels (or over `train_pixels` and
+    `test_pixels`, the same images as loaded), validation on the test set unless --validation-split. Sets
+    cnn.validation_label, the curve's name for evaluate_model()."""
     kept = training_images(cnn)
     cnn._pipelines_made_with = pipeline_settings(cnn)
-    train = pipeline(cnn.train_imgs[:kept], cnn.train_labels[:kept], cnn.batch_size, shuffle=True,
+    train_pixels = cnn.train_imgs if train_pixels is None else train_pixels
+    test_pixels = cnn.test_imgs if test_pixels is None else test_pixels
+    train = pipeline(train_pixels[:kept], cnn.train_labels[:kept], cnn.batch_size, shuffle=True,
                      augment=cnn.variations.augment)
-    test = pipeline(cnn.test_imgs, cnn.test_labels, EVAL_BATCH_SIZE)
-    if kept == len(cnn.train_imgs):
+    test = pipeline(test_pixels, cnn.test_labels, EVAL_BATCH_SIZE)
+    if kept == len(train_pixels):
         cnn.validation_label = 'val_accuracy'
         return train, test, test
-    cnn.validation_label = f'val_accuracy (last {len(cnn.train_imgs) - kept:,} training images)'
-    return train, pipeline(cnn.train_imgs[kept:], cnn.train_labels[kept:], EVAL_BATCH_SIZE), test
+    cnn.validation_label = f'val_accuracy (last {len(train_pixels) - kept:,} training images)'
+    return train, pipeline(train_pixels[kept:], cnn.train_labels[kept:], EVAL_BATCH_SIZE), test
+
+
+def current_datasets(cnn):
+    """The pipelines remade if what they were made from changed since: the arrays (a new one put in their place:
+    `cnn.test_imgs = cnn.test_imgs[:100]`), the batch size, --augment or --validation-split; checked first."""
+    check_arguments(batch_size=cnn.batch_size, variations=cnn.variations)
+    check_arguments(**{field.name: getattr(cnn.variations, field.name) for field in dataclasses.fields(cnn.variations)})
+    if pipeline_settings(cnn) != cnn._pipelines_made_with:
+        cnn.train_ds, cnn.validation_ds, cnn.test_ds = datasets(cnn)
 
 
 EVAL_BATCH_SIZE = 500  # evaluation and prediction: the same numbers as batches of 32, in fewer steps
@@ -610,22 +629,19 @@ def training_images(cnn):
 
 
 def use_current_settings(cnn, step):
-    """The settings `step` uses, checked again (cnn.epochs = 0 is the same one line as CifarCNN(epochs=0)): a
-    batch size or variations changed since preprocess_data() remake the pipelines; variations that
-    build_model() made the network with, changed since, say to build it again."""
-    check_arguments(epochs=cnn.epochs, batch_size=cnn.batch_size, figures_dir=cnn.figures_dir, show=cnn.show,
-                    variations=cnn.variations)
-    check_arguments(**{field.name: getattr(cnn.variations, field.name) for field in dataclasses.fields(cnn.variations)})
-    if pipeline_settings(cnn) != cnn._pipelines_made_with:
-        cnn.train_ds, cnn.validation_ds, cnn.test_ds = datasets(cnn)
+    """The settings `step` uses, checked again (cnn.epochs = 0 is the same one line as CifarCNN(epochs=0));
+    variations that build_model() made the network with, changed since, say to build it again (the pipelines:
+    current_datasets(), by require())."""
+    check_arguments(epochs=cnn.epochs, figures_dir=cnn.figures_dir, show=cnn.show)
     if getattr(cnn, '_network_made_with', None) not in (None, network_settings(cnn)):
         raise CifarError(f'{step}(): cnn.variations, cnn.epochs or cnn.batch_size changed what build_model() makes '
                          'since it made cnn.model: cnn.model = cnn.build_model() again first')
 
 
 def pipeline_settings(cnn):
-    """What datasets() makes the pipelines from."""
-    return cnn.batch_size, cnn.variations.augment, cnn.variations.validation_split
+    """What datasets() makes the pipelines from: the arrays (which ones, not what they hold) and the settings."""
+    arrays = (cnn.train_imgs, cnn.train_labels, cnn.test_imgs, cnn.test_labels)
+    return *map(id, arrays), cnn.batch_size, cnn.variations.augment, cnn.variations.validation_split
 
 
 def network_settings(cnn):
@@ -906,13 +922,23 @@ def run_as_a_program(parse, run, argv):
     stop it cleanly; TensorFlow's and Keras's temporary files in a folder of the run's own; every write to
     standard output checked; what the environment lacks found first. Returns the exit status: run's, 1 after
     one `error:` line, 2 for a usage error, or 141 when the reader of the output stops reading (`| head`), as
-    Unix programs do. The caller's Python is left as it was (%run cifar_cnn.py in Jupyter)."""
+    Unix programs do. The caller's Python is left as it was; in IPython (%run cifar_cnn.py in Jupyter), where no
+    one reads the status, it is 0 after the error line, so that IPython adds no line of its own."""
+    code = run_program(parse, run, argv)
+    return 0 if in_ipython() else code
+
+
+def run_program(parse, run, argv):
+    """run_as_a_program(), but for IPython's exit status."""
     if sys.stdout is None:  # started with >&-
         print('error: standard output is closed, so what this prints would be lost', file=sys.stderr)
         return 1
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except SystemExit as usage:  # argparse's --help, or its one error line: said already
+        return usage.code
     global COMMAND_LINE
-    policy, columns = keras.mixed_precision.global_policy(), os.environ.get('COLUMNS')
+    policy, columns, tf_logging = keras.mixed_precision.global_policy(), os.environ.get('COLUMNS'), tf.get_logger().level
     try:
         backend = plt.get_backend()
         if args.show:
@@ -928,9 +954,9 @@ def run_as_a_program(parse, run, argv):
         environment_fit_for(args)
         RUN.update(Command=' '.join(['python cifar_cnn.py', *(sys.argv[1:] if argv is None else argv)]),
                    Seed=str(args.seed))
-        if not args.show:
+        if not args.show and not in_ipython():  # Jupyter's inline figures are not shown unless asked (show=False)
             matplotlib.use('Agg')  # draw to files only: never wait for a window
-        elif not can_show():
+        elif args.show and not can_show():
             print('note: --show: no display here, so the figures are only written to files', file=sys.stderr)
         for signum, handler in handlers.items():
             if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
@@ -939,6 +965,7 @@ def run_as_a_program(parse, run, argv):
             handlers[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         if shutil.get_terminal_size().columns < 40:  # Keras's model summary needs room for its columns
             os.environ['COLUMNS'] = '80'
+        tf.get_logger().setLevel('ERROR')  # a second run in one Python (%run) would warn that functions retrace
         tempfile.tempdir = temporary_folder()
         TEMPORARY_PATHS.add(tempfile.tempdir)
         FOLDERS_MADE.clear()  # folders made before, in this process, are not this run's
@@ -966,8 +993,10 @@ def run_as_a_program(parse, run, argv):
             os.environ.pop('COLUMNS', None)
         else:
             os.environ['COLUMNS'] = columns
-        plt.switch_backend(backend)
+        if plt.get_backend() != backend:
+            plt.switch_backend(backend)
         keras.mixed_precision.set_global_policy(policy)
+        tf.get_logger().setLevel(tf_logging)
         clean_up()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)

@@ -264,7 +264,7 @@ def test_a_varied_model_saves_loads_and_predicts(varied, tmp_path):
     x = varied.test_imgs[:5]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), varied.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     Image.fromarray((varied.test_imgs[0] * 255).round().astype(np.uint8)).save(tmp_path / 'img.png')
-    assert cifar_cnn.predict_files(loaded, [str(tmp_path / 'img.png')]) == 0
+    cifar_cnn.predict_files(loaded, [str(tmp_path / 'img.png')])
 
 
 # ─── Keep the model ──────────────────────────────────────────────────────────────────────────────
@@ -410,9 +410,8 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
     text = tmp_path / 'notes.png'
     text.write_text('not an image')
     odd = tmp_path / 'a\nerror: \x1b[31mforged.png'  # a newline and a terminal's escape code in a name
-    failed = cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
-                                                     str(big_jpeg), str(exact), str(odd)])
-    assert failed == 3  # one named twice is answered twice
+    assert cifar_cnn.predict_files(trained.model, [str(exact), str(text), str(tmp_path / 'missing.png'),
+                                                   str(big_jpeg), str(exact), str(odd)]) is None  # nothing to print
     out, err = capsys.readouterr()
     probs = trained.model.predict(img[np.newaxis] / np.float32(255), verbose=0)[0]
     assert out.startswith(f'{exact}: {cifar_cnn.CLASSES[int(np.argmax(probs))]} ')
@@ -426,8 +425,8 @@ def test_predict_files_answers_each_image_and_counts_failures(trained, tmp_path,
                                 f'error: {tmp_path}/a\\nerror: \\x1b[31mforged.png: no such file']  # one line
 
 
-def test_predict_files_with_no_image_to_answer_counts_each_failure(trained, tmp_path, capsys):
-    assert cifar_cnn.predict_files(trained.model, [str(tmp_path / 'a.png'), str(tmp_path / 'b.png')]) == 2
+def test_predict_files_with_no_image_to_answer_says_why_for_each(trained, tmp_path, capsys):
+    cifar_cnn.predict_files(trained.model, [str(tmp_path / 'a.png'), str(tmp_path / 'b.png')])
     out, err = capsys.readouterr()
     assert out == '' and len(err.splitlines()) == 2
 
@@ -435,7 +434,7 @@ def test_predict_files_with_no_image_to_answer_counts_each_failure(trained, tmp_
 def test_predict_files_answers_more_files_than_one_batch_holds(trained, tmp_path, capsys):
     """Files are read and answered plumbing.EVAL_BATCH_SIZE at a time: one more than that is answered too."""
     Image.fromarray(as_loaded(trained.test_imgs[0])).save(tmp_path / 'one.png')
-    assert cifar_cnn.predict_files(trained.model, [str(tmp_path / 'one.png')] * (plumbing.EVAL_BATCH_SIZE + 1)) == 0
+    cifar_cnn.predict_files(trained.model, [str(tmp_path / 'one.png')] * (plumbing.EVAL_BATCH_SIZE + 1))
     answers = capsys.readouterr().out.splitlines()
     assert len(answers) == plumbing.EVAL_BATCH_SIZE + 1 and len(set(answers)) == 1
 

@@ -18,12 +18,12 @@ POST_CALLS = ['cnn = CifarCNN(data_dir={data_dir!r}, epochs=1, batch_size=8)',
               'cnn.make_prediction()']
 BEYOND_CALLS = ['cnn.plot_confusion_matrix()', 'cnn.plot_mistakes()', 'cnn.plot_filters()',
                 'cnn.plot_feature_maps()', 'cnn.plot_grad_cam()']
-AGAIN_AND_AFTER_RUN = ['from cifar_cnn import save_model, load_model\nsave_model(cnn.model, {model!r})',
-                       'model = load_model({model!r})',  # it says that it loaded it, and nothing else
-                       'cnn.history = cnn.train_model()',  # a cell run twice: training goes on, and says so
-                       '%run {root}/cifar_cnn.py --data-dir {data_dir} --limit 5 --epochs 1 --figures-dir {figures}',
-                       'cnn.plot_filters()',  # after %run, figures are still drawn inline
-                       'import keras\nprint(keras.mixed_precision.global_policy().name)']  # Python computes as before
+RUN_FIRST = ['%run {root}/cifar_cnn.py --data-dir {data_dir} --limit 5 --epochs 1 --figures-dir {figures}',
+             '%run {root}/cifar_cnn.py --epochs 0',  # one line, and no more: not IPython's SystemExit
+             'import keras\nprint(keras.mixed_precision.global_policy().name)']  # Python computes as it did
+AGAIN = ['from cifar_cnn import save_model, load_model\nsave_model(cnn.model, {model!r})',
+         'model = load_model({model!r})',  # it says that it loaded it, and nothing else
+         'cnn.history = cnn.train_model()']  # a cell run twice: training goes on, and says so
 PLOTTING_CALLS = ['cnn.explore_data()', 'cnn.preprocess_data()', 'cnn.evaluate_model()', 'cnn.make_prediction()',
                   *BEYOND_CALLS]
 TOO_EARLY = 'CifarCNN(data_dir={data_dir!r}).train_model()'  # a fresh one: no data prepared, no model
@@ -50,11 +50,12 @@ def test_a_figure_is_shown_where_there_is_a_display_and_written_only_when_asked(
 
 
 def notebook_cells(data_dir, figures):
-    """The post's calls, then those beyond it, one cell each; training again, `%run cifar_cnn.py`, then a figure
-    and the precision Python computes in; last, a step called too early."""
-    return [f'import sys\nsys.path.insert(0, {ROOT!r})\nfrom cifar_cnn import CifarCNN',
-            *(call.format(data_dir=data_dir, root=ROOT, figures=figures, model=str(figures / 'model.keras'))
-              for call in [*POST_CALLS, *BEYOND_CALLS, *AGAIN_AND_AFTER_RUN, TOO_EARLY])]
+    """`%run cifar_cnn.py` in the new kernel, right or wrong, and the precision Python then computes in; the
+    post's calls, then those beyond it, one cell each, each figure inline after the %run; saving, loading and
+    training again; last, a step called too early."""
+    return [*(call.format(data_dir=data_dir, root=ROOT, figures=figures, model=str(figures / 'model.keras'))
+              for call in [*RUN_FIRST, f'import sys\nsys.path.insert(0, {ROOT!r})\nfrom cifar_cnn import CifarCNN',
+                           *POST_CALLS, *BEYOND_CALLS, *AGAIN, TOO_EARLY])]
 
 
 @pytest.fixture(scope='module')
@@ -67,25 +68,35 @@ def notebook(background):
 
 
 def test_in_jupyter_each_plotting_step_shows_its_figure_inline_and_nothing_else(notebook):
+    """Also after `%run cifar_cnn.py` in the same kernel, run before anything was drawn."""
     nb, _, _ = notebook
     for cell in nb.cells[1:-1]:
         call = cell.source.splitlines()[-1]
         shown = any('image/png' in out.get('data', {}) for out in cell.outputs)
-        assert shown == (call in PLOTTING_CALLS or call == 'cnn.plot_filters()'), call
+        assert shown == (call in PLOTTING_CALLS), call
         assert not [out for out in cell.outputs if out.output_type in ('execute_result', 'error')], call
     stderr = ''.join(out.text for cell in nb.cells for out in cell.outputs if out.get('name') == 'stderr')
     assert 'Traceback' not in stderr and 'Warning' not in stderr
 
 
-def test_in_jupyter_saving_loading_and_training_again_say_what_they_do_and_run_leaves_it_as_it_was(notebook):
+def text_of(cell):
+    return ''.join(out.get('text', '') for out in cell.outputs)
+
+
+def test_in_jupyter_run_leaves_the_kernel_as_it_was_and_a_mistake_there_is_one_line(notebook):
     nb, _, _ = notebook
-    saved, loaded, again, run, _, precision = (''.join(out.get('text', '') for out in cell.outputs)
-                                               for cell in nb.cells[-1 - len(AGAIN_AND_AFTER_RUN):-1])
+    run, mistake, precision = (text_of(cell) for cell in nb.cells[1:1 + len(RUN_FIRST)])
+    assert 'Precision: ' in run and 'Wrote ' in run
+    assert mistake.count('\n') == 1 and '--epochs' in mistake and 'SystemExit' not in mistake
+    assert precision.strip() == 'float32'  # not the run's mixed precision
+
+
+def test_in_jupyter_saving_loading_and_training_again_say_what_they_do(notebook):
+    nb, _, _ = notebook
+    saved, loaded, again = (text_of(cell) for cell in nb.cells[-1 - len(AGAIN):-1])
     assert saved.startswith('Saved the trained model to') and loaded.startswith('Loaded the model from')
     assert len(loaded.splitlines()) == 1  # no model summary
-    assert 'trained 1 epochs already' in again and 'Epoch 2/2' in again
-    assert 'Precision: ' in run and 'Wrote ' in run
-    assert precision.strip() == 'float32'  # not the run's mixed precision
+    assert 'trained 1 epoch already' in again and 'Epoch 2/2' in again
 
 
 def test_in_jupyter_a_step_called_too_early_is_one_line(notebook):

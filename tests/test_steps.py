@@ -149,7 +149,7 @@ def test_training_again_goes_on_says_so_and_the_curve_shows_every_epoch(fresh, c
     fresh.epochs = 2
     fresh.train_model()  # and cnn.history not kept: evaluate_model() draws the model's whole training all the same
     out = capsys.readouterr().out
-    assert 'trained 1 epochs already' in out and 'cnn.model = cnn.build_model()' in out and 'Epoch 3/3' in out
+    assert 'trained 1 epoch already' in out and 'cnn.model = cnn.build_model()' in out and 'Epoch 3/3' in out
     drawn = []
     monkeypatch.setattr(cifar_cnn.plt, 'show', lambda: drawn.append([len(line.get_xdata()) for line in
                                                                      cifar_cnn.plt.gca().get_lines()]))
@@ -185,6 +185,18 @@ def test_a_batch_size_or_augmentation_changed_after_preprocess_data_is_applied(f
     fresh.train_model()
     assert '1/1 - ' in capsys.readouterr().out  # one step of 40, not five of 8
     assert len(next(iter(fresh.train_ds))[0]) == 40
+
+
+def test_arrays_put_in_place_of_the_classes_are_what_the_steps_then_use(fresh, capsys):
+    """The post's own line typed again after preprocess_data(), or a subset: the pipelines are remade from the
+    arrays as they are now, so that evaluate_model() and the post's evaluate agree."""
+    fresh.test_imgs, fresh.test_labels = fresh.test_imgs[:10], fresh.test_labels[:10]
+    fresh.evaluate_model()
+    assert '1/1 - ' in capsys.readouterr().out  # one batch of 10, not of 24
+    fresh.make_prediction()
+    assert fresh.predictions.shape == (10, 10)
+    _, accuracy = fresh.model.evaluate(fresh.test_imgs, fresh.test_labels, verbose=0)
+    assert accuracy == fresh.model.evaluate(fresh.test_ds, verbose=0)[1]
 
 
 def test_plot_img_refuses_what_is_not_probabilities(trained):
@@ -302,7 +314,7 @@ MADE_BY = {'test_ds': 'cnn.preprocess_data()', 'model': 'cnn.model = cnn.build_m
 NOT_WHAT_IT_MAKES = {  # for each thing a step makes, one of its type that the step does not make, and what is said
     'model': (cifar_cnn.keras.Sequential([cifar_cnn.keras.Input((32, 32, 3)), cifar_cnn.keras.layers.Flatten(),
                                           cifar_cnn.keras.layers.Dense(10)]), ['compiled', 'model.compile(']),
-    'predictions': (np.full((5, 10), 0.1, np.float32), ['cnn.predictions', 'not what it makes'])}
+    'predictions': (np.full((5, 10), 0.1, np.float32), ['cnn.make_prediction()', 'cnn.predictions', '24 test images'])}
 
 
 @pytest.mark.parametrize(('step', 'missing', 'instead'), [
