@@ -4,6 +4,7 @@ each runs to what this machine's CPU can do.
 
     python bench/benchmark.py --data-dir /tmp/cifar10            # 10 epochs, 3 seeds (~20 min, avx512_bf16)
     python bench/benchmark.py --data-dir /tmp/cifar10 --quick    # 1 epoch, 1 seed: a smoke run
+    python bench/benchmark.py --data-dir /tmp/cifar10 --max-cpu-isa AVX2   # both sides on oneDNN's AVX2 kernels
 
 Per side: wall time of the whole run (start-up and data loading included), CPU time (user + system:
 steadier than wall time on a shared machine), mean epoch time, peak resident memory, test accuracy;
@@ -11,6 +12,12 @@ then ours/post ratios. Before the runs it measures the machine's matrix-multiply
 TensorFlow, float32, and bfloat16 where the CPU has it), and after them it reports each side's
 training throughput: the FLOPs of an epoch, counted from the post's model, over the mean epoch time.
 Prints Markdown ready for bench/README.md. Run it on an otherwise idle machine.
+
+--max-cpu-isa ISA sets ONEDNN_MAX_CPU_ISA=ISA for the peak measurement and both sides alike (exporting it
+yourself does the same): oneDNN then runs only the kernels of that ISA, so that a CPU with AVX-512 measures
+what an AVX2-only CPU, most laptops, would run. cifar_cnn.py follows the cap as the CPU kind it emulates
+(float32 below AVX512_CORE_BF16, its thread layout). Under such a cap the peak is TensorFlow's float32
+matmul's alone: numpy's BLAS ignores the variable, and oneDNN has no bfloat16 kernels there.
 """
 
 import argparse
@@ -24,6 +31,9 @@ import time
 import warnings
 
 from common import HERE, PROGRAM, layer_flops, machine, run
+
+# oneDNN's ISAs without bfloat16 kernels: cifar_cnn_plumbing.BELOW_BFLOAT16 (not imported: it sets TensorFlow's threads)
+BELOW_BFLOAT16 = {'SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2', 'AVX512_CORE', 'AVX512_CORE_VNNI'}
 
 
 def matmul_peak(multiply, n=2048, repeats=10):
@@ -39,14 +49,15 @@ def timed(work):
     return time.perf_counter() - start
 
 
-def peaks():
-    """This machine's matrix-multiply peak in GFLOP/s: numpy and TensorFlow float32, TensorFlow bfloat16."""
+def peaks(capped):
+    """This machine's matrix-multiply peak in GFLOP/s: numpy and TensorFlow float32, TensorFlow bfloat16 (not
+    when `capped`: oneDNN has no bfloat16 kernels below AVX512_CORE_BF16)."""
     import numpy as np
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     import tensorflow as tf  # with TensorFlow's own thread defaults: every core, the most it can do
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     result = {'numpy float32': matmul_peak(lambda: a @ a)}
-    for name, dtype in (('TensorFlow float32', tf.float32), ('TensorFlow bfloat16', tf.bfloat16)):
+    for name, dtype in (('TensorFlow float32', tf.float32), ('TensorFlow bfloat16', tf.bfloat16))[:1 if capped else 2]:
         t = tf.constant(a, dtype=dtype)
         result[name] = matmul_peak(lambda t=t: tf.linalg.matmul(t, t).numpy())
     return result
@@ -70,11 +81,16 @@ def main():
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--seeds', type=int, default=3)
     p.add_argument('--quick', action='store_true', help='1 epoch, 1 seed')
+    p.add_argument('--max-cpu-isa', metavar='ISA', help='ONEDNN_MAX_CPU_ISA for both sides and the peak, e.g. AVX2')
     args = p.parse_args()
     if args.quick:
         args.epochs, args.seeds = 1, 1
+    if args.max_cpu_isa:
+        os.environ['ONEDNN_MAX_CPU_ISA'] = args.max_cpu_isa  # read as oneDNN loads: here, and in both sides' processes
+    cap = os.environ.get('ONEDNN_MAX_CPU_ISA')
+    below_bfloat16 = bool(cap) and cap.upper() in BELOW_BFLOAT16
 
-    peak = peaks()  # before anything imports cifar_cnn, whose thread settings would hold it back
+    peak = peaks(below_bfloat16)  # before anything imports cifar_cnn, whose thread settings would hold it back
     print('matrix-multiply peak (2048 x 2048, best of 10): ' + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peak.items()))
     results = {'post': [], 'ours': []}
     with tempfile.TemporaryDirectory() as figures:
@@ -97,12 +113,13 @@ def main():
              'epoch': statistics.mean(r['epoch'] for r in rs),
              'rss': max(r['rss'] for r in rs), 'acc': statistics.median(r['acc'] for r in rs)}
         s['gflops'] = flops / s['epoch'] / 1e9
-        best = max(peak['numpy float32'], peak['TensorFlow float32'])
+        best = peak['TensorFlow float32'] if below_bfloat16 else max(peak['numpy float32'], peak['TensorFlow float32'])
         s['peak'] = peak['TensorFlow bfloat16'] if precision == 'mixed_bfloat16' else best
         return s
     ours_precision = results['ours'][0]['precision']
     post, ours = summary('post', 'float32'), summary('ours', ours_precision)
-    print(f'\n{args.epochs} epochs, batch 32, seeds 0-{args.seeds - 1}; {machine()}; wall, CPU and epoch: mean '
+    print(f'\n{args.epochs} epochs, batch 32, seeds 0-{args.seeds - 1}; {machine()}'
+          f'{f", ONEDNN_MAX_CPU_ISA={cap} on both sides" if cap else ""}; wall, CPU and epoch: mean '
           f'over seeds; RSS: max; accuracy: median. An epoch is {flops / 1e12:.2f} TFLOP.\n')
     print('| | wall time | CPU time | mean epoch | peak RSS | test accuracy | training GFLOP/s | of peak |')
     print('|---|---|---|---|---|---|---|---|')
@@ -114,6 +131,12 @@ def main():
           f'| {ours["acc"] - post["acc"]:+.4f} | {ours["gflops"] / post["gflops"]:.2f}x | |')
     print('\nper seed (post, ours): accuracy ' + '; '.join(
         f'{p["acc"]:.4f}, {o["acc"]:.4f}' for p, o in zip(results['post'], results['ours'])))
+    if args.seeds > 1:
+        print('accuracy, mean ± sd: ' + ', '.join(f'{side} {statistics.mean(r["acc"] for r in results[side]):.4f} ± '
+                                                   f'{statistics.stdev(r["acc"] for r in results[side]):.4f}'
+                                                   for side in results))
+    print('wall time, ours / post, seed by seed: ' + ', '.join(
+        f'{o["wall"] / p["wall"]:.2f}' for p, o in zip(results['post'], results['ours'])))
     print('epoch times (s): post ' + '; '.join(', '.join(f'{t:.1f}' for t in r['epochs']) for r in results['post']))
     print('                 ours ' + '; '.join(', '.join(f'{t:.1f}' for t in r['epochs']) for r in results['ours']))
 

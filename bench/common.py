@@ -70,3 +70,24 @@ def best_ms(step, repeats=200):
             step()
         rounds.append((time.perf_counter() - start) / repeats * 1e3)
     return min(rounds)
+
+
+def training_run(data_dir, steps, warm_up=64):
+    """cifar_cnn.py's own training, as its fit() runs it (its tf.data pipeline, its compile, steps_per_execution),
+    on the first (warm_up + steps) * 32 training images. Returns the trained model and train(), which trains
+    `steps` more steps and returns the seconds they took; `warm_up` steps (tracing, oneDNN's primitives, the
+    pipeline filling) are trained first. Imports cifar_cnn here: its thread settings hold from then on."""
+    sys.path.insert(0, ROOT)
+    import cifar_cnn
+    import cifar_cnn_plumbing as plumbing
+    cnn = cifar_cnn.CifarCNN(data_dir=data_dir, epochs=1, limit=(warm_up + steps) * 32, show=False)
+    cnn.train_ds, cnn.validation_ds, cnn.test_ds = plumbing.datasets(cnn)  # preprocess_data() without its figure
+    with plumbing.keras_quiet():
+        cnn.model = cnn.build_model()
+    cnn.model.fit(cnn.train_ds.take(warm_up), shuffle=False, verbose=0)  # the pipeline shuffles
+
+    def train():
+        start = time.perf_counter()
+        cnn.model.fit(cnn.train_ds.skip(warm_up), shuffle=False, verbose=0)
+        return time.perf_counter() - start
+    return cnn.model, train
