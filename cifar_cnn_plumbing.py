@@ -938,7 +938,8 @@ def run_program(parse, run, argv):
     except SystemExit as usage:  # argparse's --help, or its one error line: said already
         return usage.code
     global COMMAND_LINE
-    policy, columns, tf_logging = keras.mixed_precision.global_policy(), os.environ.get('COLUMNS'), tf.get_logger().level
+    policy, columns = keras.mixed_precision.global_policy(), os.environ.get('COLUMNS')
+    tf_logging = tf.get_logger().level
     try:
         backend = plt.get_backend()
         if args.show:

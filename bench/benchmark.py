@@ -91,7 +91,8 @@ def main():
     below_bfloat16 = bool(cap) and cap.upper() in BELOW_BFLOAT16
 
     peak = peaks(below_bfloat16)  # before anything imports cifar_cnn, whose thread settings would hold it back
-    print('matrix-multiply peak (2048 x 2048, best of 10): ' + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peak.items()))
+    print('matrix-multiply peak (2048 x 2048, best of 10): '
+          + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peak.items()))
     results = {'post': [], 'ours': []}
     with tempfile.TemporaryDirectory() as figures:
         for seed in range(args.seeds):

@@ -7,7 +7,8 @@ a Markdown table (bench/README.md holds the results).
     python bench/experiments.py --data-dir /tmp/cifar10 --epochs 1 --seeds 1 --limit 2000  # smoke run
 
 Runs go seed by seed, every variant once per seed, so that a slow spell of a shared machine falls
-on all variants alike; s/epoch is the fastest seed's, since such a spell only ever slows a run. `--figures DIR` keeps each variant's seed-0 history.png as DIR/history-VARIANT.png.
+on all variants alike; s/epoch is the fastest seed's, since such a spell only ever slows a run. `--figures DIR` keeps
+each variant's seed-0 history.png as DIR/history-VARIANT.png.
 """
 
 import argparse
@@ -57,21 +58,25 @@ def main():
                       f'wall {r["wall"]:.0f} s, {r["precision"]}', flush=True)
                 if args.figures and seed == 0:
                     os.makedirs(args.figures, exist_ok=True)
-                    shutil.copy(os.path.join(figures, 'history.png'), os.path.join(args.figures, f'history-{name.replace(" ", "-")}.png'))
+                    kept = os.path.join(args.figures, f'history-{name.replace(" ", "-")}.png')
+                    shutil.copy(os.path.join(figures, 'history.png'), kept)
 
     def epoch(rs):  # the least disturbed seed's mean epoch: a shared machine only ever slows a run down
         return min(r['epoch'] for r in rs)
     default_epoch = epoch(results.get('default', results[args.variants[0]]))
-    print(f'\n{args.epochs} epochs, seeds 0-{args.seeds - 1}, {machine()}, precision {results[args.variants[0]][0]["precision"]}'
+    precision = results[args.variants[0]][0]['precision']
+    print(f'\n{args.epochs} epochs, seeds 0-{args.seeds - 1}, {machine()}, precision {precision}'
           f'{f", --limit {args.limit}" if args.limit else ""}\n')
-    print('| variant | test accuracy: mean ± sd | min-max | s/epoch (fastest seed) | vs default | parameters | options |')
+    print('| variant | test accuracy: mean ± sd | min-max | s/epoch (fastest seed) | vs default | parameters '
+          '| options |')
     print('|---|---|---|---|---|---|---|')
     for name, rs in results.items():
         accs, options = [r['acc'] for r in rs], ' '.join(VARIANTS[name]) or '(none)'
         sd = statistics.stdev(accs) if len(accs) > 1 else float('nan')
         print(f'| {name} | {statistics.mean(accs):.4f} ± {sd:.4f} | {min(accs):.4f}-{max(accs):.4f} | {epoch(rs):.1f} '
               f'| {epoch(rs) / default_epoch:.2f}x | {rs[0]["params"]:,} | `{options}` |')
-    print('\nper seed: ' + '; '.join(f'{name} ' + ', '.join(f'{r["acc"]:.4f}' for r in rs) for name, rs in results.items()))
+    print('\nper seed: ' + '; '.join(f'{name} ' + ', '.join(f'{r["acc"]:.4f}' for r in rs)
+                                    for name, rs in results.items()))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,9 @@ what the step takes beyond the primitives is TensorFlow's (its other ops, its ex
 """
 
 import argparse
+import ast
 import collections
+import math
 import os
 import re
 import subprocess
@@ -66,7 +68,7 @@ def flops(kind, shape):
     """FLOPs of one call: 2 per multiply-add; the same for a convolution's three passes."""
     if kind == 'convolution':
         n = dict(re.findall(r'([a-z]+)(\d+)', shape.replace('_', '')))
-        return 2 * int(n['mb']) * int(n['oc']) * int(n['ic']) * int(n['oh']) * int(n['ow']) * int(n['kh']) * int(n['kw'])
+        return 2 * math.prod(int(n[key]) for key in ('mb', 'oc', 'ic', 'oh', 'ow', 'kh', 'kw'))
     if kind == 'inner_product':
         n = dict(re.findall(r'([a-z]+)(\d+)', shape))
         return 2 * int(n['mb']) * int(n['ic']) * int(n['oc'])
@@ -93,7 +95,8 @@ def main():
         return out.stdout
     log = run('log', ONEDNN_VERBOSE='1')
     timed = re.search(r'^STEPS (\d+) SECONDS ([\d.]+) LAYERS (.*)$', run('time'), re.MULTILINE)
-    steps, step_ms, layers = int(timed.group(1)), float(timed.group(2)) / int(timed.group(1)) * 1e3, eval(timed.group(3))
+    steps, layers = int(timed.group(1)), ast.literal_eval(timed.group(3))
+    step_ms = float(timed.group(2)) / steps * 1e3
 
     info = [line.split(',', 3)[3] for line in log.splitlines() if line.startswith('onednn_verbose,v1,info,')]
     calls = [dict(zip(FIELDS, line.split(',')[5:])) for line in log.splitlines()
@@ -108,7 +111,8 @@ def main():
         formats = ' / '.join(re.search(r'blocked:(\w+)', part).group(1) for part in c['formats'].split()
                              if part.startswith(('src', 'wei', 'dst')) and 'blocked:' in part)
         passed = {'reorder': 'weights reorder', 'gemm_api': 'backward (matmul)'}.get(c['kind'], PASSES.get(c['prop']))
-        key = (layer_of(c['kind'], c['shape'], layers), c['kind'], passed or c['prop'], c['implementation'] or 'sgemm', c['aux'].replace('alg:', ''), formats,
+        key = (layer_of(c['kind'], c['shape'], layers), c['kind'], passed or c['prop'], c['implementation'] or 'sgemm',
+               c['aux'].replace('alg:', ''), formats,
                post_ops.group(1) if post_ops else '', c['shape'])
         rows[key][0] += 1
         rows[key][1] += float(c['ms'])

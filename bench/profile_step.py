@@ -57,8 +57,8 @@ def main():
              3 * layer_flops(layer) * args.batch) for k, layer in enumerate(model.layers)]
     step_ms = best_ms(train_step)
     total = sum(flops for _, _, flops in rows)
-    print(f'{cifar_cnn.tf.__version__}, {policy} ({why}), batch {args.batch}, threads: intra '
-          f'{os.environ.get("TF_NUM_INTRAOP_THREADS", "default")}, inter {os.environ.get("TF_NUM_INTEROP_THREADS", "default")}\n')
+    intra, inter = (os.environ.get(f'TF_NUM_{pool}_THREADS', 'default') for pool in ('INTRAOP', 'INTEROP'))
+    print(f'{cifar_cnn.tf.__version__}, {policy} ({why}), batch {args.batch}, threads: intra {intra}, inter {inter}\n')
     print('| part | ms | share of the step | GFLOP/s |')
     print('|---|---|---|---|')
     for name, ms, flops in rows:

@@ -74,8 +74,8 @@ def main():
 
     shapes = [(32, 30, 30, 32), (32, 13, 13, 64), (32, 4, 4, 64)]
     makers = {"Keras 3's BatchNormalization": (keras.layers.BatchNormalization, False),
-              'fused_batch_norm() (--batch-norm)': (lambda: plumbing.fused_batch_norm(keras.layers.BatchNormalization()),
-                                                    False),
+              'fused_batch_norm() (--batch-norm)':
+                  (lambda: plumbing.fused_batch_norm(keras.layers.BatchNormalization()), False),
               "Keras's, compiled with XLA": (keras.layers.BatchNormalization, True)}
     print('\n| batch norm, forward + backward, ms per step | ' + ' | '.join('x'.join(map(str, s[1:])) for s in shapes)
           + ' | all three |\n|---|---|---|---|---|')

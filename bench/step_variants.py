@@ -59,7 +59,8 @@ def relu_after_pooling(cnn, keras, tf):
     layers = keras.layers
     model = keras.Sequential([
         keras.Input((32, 32, 3)), layers.Conv2D(32, (3, 3)), layers.MaxPool2D((2, 2)), layers.ReLU(),
-        layers.Conv2D(64, (3, 3)), layers.MaxPool2D((2, 2)), layers.ReLU(), layers.Conv2D(64, (3, 3), activation='relu'),
+        layers.Conv2D(64, (3, 3)), layers.MaxPool2D((2, 2)), layers.ReLU(),
+        layers.Conv2D(64, (3, 3), activation='relu'),
         layers.Flatten(), layers.Dense(64, activation='relu'), layers.Dense(10)])
     compile_like(cnn, model, 'adam', keras)
 
