@@ -419,21 +419,26 @@ def build_network(batch_norm=False, dropout=0.0):
 
 
 def save_model(model, path):
-    """--save-model: Keras's .keras format, written atomically."""
-    plumbing.write_atomically(path, model.save)
+    """--save-model: Keras's .keras format, written atomically (in that format through a link to any name)."""
+    plumbing.check_model('save_model', model)
+    path = plumbing.checked_path('save_model', path)
+    plumbing.write_atomically(path, model.save, suffix='.keras')  # Keras picks the format by the name's ending
     print(f'Saved the trained model to {plumbing.printable(path)}')
 
 
 def load_model(path):
     """--load-model: a model --save-model wrote, checked before a byte of it is trusted (cifar_cnn_readers)."""
+    path = plumbing.checked_path('load_model', path)
     model = readers.read_model(path, build_network)
     print(f'Loaded the model from {plumbing.printable(path)}')
     return model
 
 
 def predict_files(model, paths):
-    """--predict: prints each picture's top 3 classes, and for a file it cannot read one line saying why."""
-    _predict_files(model, paths)
+    """--predict: prints each picture's top 3 classes, and for a file it cannot read one line saying why.
+    `paths`: a list of file names, or one."""
+    plumbing.check_model('predict_files', model)
+    _predict_files(model, plumbing.image_files(paths))
 
 
 def _predict_files(model, paths):
@@ -504,10 +509,6 @@ def parse_args(argv=None):
     add('--tensorboard', 'TensorBoard logs to DIR (needs TensorBoard: pip install tensorboard)', to=beyond,
         metavar='DIR')
     args = parser.parse_args(argv)
-    for flag in ('save_model', 'load_model'):
-        path = getattr(args, flag)
-        if path is not None and (not path.endswith('.keras') or os.path.basename(path) == '.keras'):
-            parser.error(f'--{flag.replace("_", "-")} {path}: the file name must end in .keras, after a name')
     given = {name for name, value in vars(args).items() if value not in (None, False)}
     for clash, why in ((TRAINING_ONLY, 'only for training, and --load-model trains nothing'),
                        (PREDICT_ONLY_IGNORES, 'not used: with --load-model, --predict answers and exits')):

@@ -110,11 +110,12 @@ COMMAND_LINE = False  # True while `python cifar_cnn.py` runs: messages then nam
 
 def named(name, *value):
     """How the user names `name` (and gave it a value): '--data-dir', '--data-dir DIR' on the command line;
-    'data_dir=', "data_dir='DIR'" in Python, and a function as a call: 'load_model()', "load_model('PATH')"."""
+    'data_dir=', "data_dir='DIR'" in Python, and a function as a call: 'load_model()', "save_model(model, 'PATH')"."""
     if COMMAND_LINE:
         return ' '.join([f'--{name.replace("_", "-")}', *map(str, value)])
     if name in ('load_model', 'save_model'):
-        return f'{name}({", ".join(map(repr, value))})'
+        arguments = [*(['model'] if name == 'save_model' and value else []), *map(repr, value)]
+        return f'{name}({", ".join(arguments)})'
     return f'{name}={value[0]!r}' if value else f'{name}='
 
 
@@ -303,7 +304,8 @@ RULES = {  # whole numbers: (lowest, highest); fractions: (0.0, 1.0), from 0, wh
     'epochs': (1, 10_000), 'batch_size': (1, 4096), 'limit': (1, 50_000), 'seed': (0, 2**32 - 1),
     'dropout': (0.0, 1.0), 'validation_split': (0.0, 1.0),  # and 'variations': cifar_cnn.py's Variations
     **dict.fromkeys(['show', 'augment', 'batch_norm', 'cosine_decay'], bool),
-    **dict.fromkeys(['data_dir', 'figures_dir', 'tensorboard', 'save_model', 'load_model', 'predict'], os.PathLike)}
+    **dict.fromkeys(['data_dir', 'figures_dir', 'tensorboard', 'predict'], os.PathLike),
+    **dict.fromkeys(['save_model', 'load_model'], '.keras')}  # a file name with this ending: Keras's format
 OPTIONAL = {'data_dir', 'figures_dir', 'tensorboard', 'limit', 'show', 'variations'}  # None: not given
 
 
@@ -316,6 +318,8 @@ def allowed(name):
     rule = RULES[name]
     if rule is os.PathLike:
         return 'a file or folder name (1 to 4,096 characters, no NUL)'
+    if isinstance(rule, str):
+        return f'a file name ending in {rule}, after a name (up to 4,096 characters, no NUL)'
     if isinstance(rule, type):
         return 'True or False' if rule is bool else f'{rule.__name__}(...)'
     if isinstance(rule[0], int):
@@ -327,10 +331,11 @@ def rule_broken(name, value):
     """What is wrong with `value` for the argument or option `name` (RULES): 'must be ...', or None."""
     rule = RULES[name]
     if value is None:
-        return None if name in OPTIONAL else 'must be given'
-    if rule is os.PathLike:
+        return None if name in OPTIONAL else f'must be given: {allowed(name)}'
+    if rule is os.PathLike or isinstance(rule, str):
         text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-        ok = isinstance(text, str) and 0 < len(text) <= 4096 and '\0' not in text
+        ok = isinstance(text, str) and 0 < len(text) <= 4096 and '\0' not in text and \
+            (rule is os.PathLike or text.endswith(rule) and os.path.basename(text) != rule)
     elif isinstance(rule, type):
         ok = isinstance(value, rule)
     elif isinstance(rule[0], int):
@@ -344,7 +349,33 @@ def check_arguments(**given):
     """Raises one CifarError line for the first argument that breaks its rule: `epochs=0: must be ...`."""
     for name, value in given.items():
         if why := rule_broken(name, value):
-            raise CifarError(f'{name}={value!r}: {why}')
+            raise CifarError(f'{named(name, value)}: {why}')
+
+
+def checked_path(name, path):
+    """`path` for the argument or option `name` (save_model, load_model) as a str, once it keeps its rule."""
+    check_arguments(**{name: path})
+    return os.fspath(path)
+
+
+def image_files(paths):
+    """predict_files()'s `paths`: one file name (str or os.PathLike) or any number of them (a list, a generator),
+    as a list of str; or one line saying what it takes."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    with contextlib.suppress(TypeError):
+        paths = list(paths)
+    if not isinstance(paths, list) or any(rule_broken('predict', path) for path in paths):
+        raise CifarError(f'predict_files(model, paths): paths must be a file name or a list of them, each '
+                         f'{allowed("predict")}, not {repr(paths)[:60]}')
+    return [os.fspath(path) for path in paths]
+
+
+def check_model(call, model):
+    """`call`'s model (save_model, predict_files): a Keras model, or one line saying what to pass."""
+    if not isinstance(model, keras.Model):
+        raise CifarError(f'{call}(model, ...): model must be a Keras model, such as cnn.model, not a '
+                         f'{type(model).__name__}')
 
 
 def check_number(name, value, low, high):
@@ -780,10 +811,10 @@ def real_path(path):
         raise CifarError(f'cannot write {path}: the folder this was started in no longer exists') from None
 
 
-def temporary_name(target):
-    """A name beside `target` for write_atomically to write first: short, whatever target's length, and
-    unique to this write across processes, hosts and PID namespaces."""
-    return os.path.join(os.path.dirname(target), f'.cifar_cnn-{uuid.uuid4().hex[:16]}.tmp{os.path.splitext(target)[1]}')
+def temporary_name(target, suffix=''):
+    """A name beside `target` for write_atomically to write first, ending in `suffix`: short, whatever target's
+    length, and unique to this write across processes, hosts and PID namespaces."""
+    return os.path.join(os.path.dirname(target), f'.cifar_cnn-{uuid.uuid4().hex[:16]}.tmp{suffix}')
 
 
 def check_place(target):
@@ -792,11 +823,12 @@ def check_place(target):
         raise IsADirectoryError(21, NOT_A_PLACE)
 
 
-def write_atomically(path, write):
+def write_atomically(path, write, suffix=''):
     """Calls `write(tmp)` with a temporary name beside `path` (beside the file a link points to), then
-    renames it to `path`, so that a failed or interrupted write never leaves half a file there."""
+    renames it to `path`, so that a failed or interrupted write never leaves half a file there. The temporary
+    name ends in `suffix`, for a writer that picks its format by the name's ending (Keras's model.save)."""
     target = real_path(path)
-    TEMPORARY_PATHS.add(tmp := temporary_name(target))
+    TEMPORARY_PATHS.add(tmp := temporary_name(target, suffix))
     try:
         check_place(target)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # ours alone, whoever else writes here

@@ -439,6 +439,29 @@ def test_predict_files_answers_more_files_than_one_batch_holds(trained, tmp_path
     assert len(answers) == plumbing.EVAL_BATCH_SIZE + 1 and len(set(answers)) == 1
 
 
+def test_file_names_may_be_path_objects_one_name_or_a_generator(trained, tmp_path, capsys):
+    """The ways Python hands over file names: pathlib's Path, one name for one picture, names as they come."""
+    cifar_cnn.save_model(trained.model, tmp_path / 'm.keras')
+    model = cifar_cnn.load_model(tmp_path / 'm.keras')
+    picture = tmp_path / 'cat.png'
+    Image.fromarray(as_loaded(trained.test_imgs[0])).save(picture)
+    capsys.readouterr()
+    for paths in (picture, str(picture), (path for path in [picture, str(picture)])):
+        cifar_cnn.predict_files(model, paths)
+    assert [line.split(': ')[0] for line in capsys.readouterr().out.splitlines()] == [str(picture)] * 4
+
+
+def test_the_cnn_instead_of_its_model_or_no_file_names_is_one_line(trained, tmp_path):
+    with refused('save_model(model, ...)', 'cnn.model', 'CifarCNN'):
+        cifar_cnn.save_model(trained, str(tmp_path / 'm.keras'))
+    with refused('predict_files(model, ...)', 'cnn.model', 'CifarCNN'):
+        cifar_cnn.predict_files(trained, [str(tmp_path / 'cat.png')])
+    for paths in (None, 5, [str(tmp_path / 'cat.png'), None]):
+        with refused('predict_files(model, paths)', 'file name'):
+            cifar_cnn.predict_files(trained.model, paths)
+    assert os.listdir(tmp_path) == []
+
+
 RAMP = np.linspace(0, 1, 32 * 32, dtype=np.float64).reshape(32, 32)  # black to white, every grey level
 
 

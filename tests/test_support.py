@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -200,6 +201,27 @@ def test_files_are_written_through_symbolic_links_to_files_only(trained, tmp_pat
             check()
     assert os.listdir(tmp_path / 'made' / 'here') == ['history.png']
     assert stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode)
+
+
+@pytest.mark.parametrize('target', ['model.bin', 'model.h5'])
+def test_a_model_saved_through_a_link_to_another_name_is_kerases_format(trained, tmp_path, target):
+    """A link model.keras naming a file of another ending: Keras picks its format by the name it writes, and
+    would refuse .bin after training, or write HDF5 for .h5. The file the link names is Keras's zip all the same."""
+    (tmp_path / 'link.keras').symlink_to(tmp_path / target)
+    cifar_cnn.save_model(trained.model, str(tmp_path / 'link.keras'))
+    assert zipfile.is_zipfile(tmp_path / target) and cifar_cnn.load_model(str(tmp_path / 'link.keras'))
+    assert sorted(os.listdir(tmp_path)) == ['link.keras', target]
+
+
+@pytest.mark.parametrize('path', ['x.KERAS', 'model', 'a\0.keras', 5, None, str(pathlib.Path('runs', '.keras'))])
+def test_a_model_name_not_ending_in_keras_is_one_line_in_python_too(trained, tmp_path, monkeypatch, path):
+    """The rule --save-model follows before training, save_model() and load_model() follow in Python."""
+    monkeypatch.chdir(tmp_path)
+    with refused(f'save_model(model, {path!r})', '.keras'):
+        cifar_cnn.save_model(trained.model, path)
+    with refused(f'load_model({path!r})', '.keras'):
+        cifar_cnn.load_model(path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_working_folder_deleted_during_a_run_is_one_line(session_cifar_dir, tmp_path, monkeypatch):
