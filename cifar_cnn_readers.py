@@ -414,6 +414,8 @@ def keras_weight_paths(model):
 
 # ─── Your own pictures (--predict) ───────────────────────────────────────────────────────────────────
 IMAGE_FORMATS = ['PNG', 'JPEG', 'GIF', 'BMP', 'WEBP', 'TIFF']  # what photos come in; each fuzzed
+JPEG_KINDS = ('JPEG', 'MPO')  # what Pillow reports a JPEG file as: MPO for one holding several pictures
+MAX_JPEG_SCANS = 100  # each decodes every pixel; photos have at most a few dozen
 IMAGE_ERRORS = (  # Pillow on damaged files, and its EXIF reader on damaged tags (tests/test_fuzz.py finds them)
     OSError, SyntaxError, ValueError, TypeError, AttributeError, OverflowError, struct.error)
 
@@ -428,7 +430,7 @@ def read_image(path):
             warnings.simplefilter('ignore')
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            if img.format == 'JPEG' and (scans := data.count(b'\xff\xda')) > 100:  # each decodes every pixel
+            if img.format in JPEG_KINDS and (scans := data.count(b'\xff\xda')) > MAX_JPEG_SCANS:
                 raise CifarError(f'{path}: a JPEG in {scans:,} scans; photos have at most a few dozen')
             ImageOps.exif_transpose(img, in_place=True)
             return rgb_pixels(path, img)

@@ -533,11 +533,13 @@ def test_transparency_shows_on_white_at_every_bit_depth(tmp_path, bits):
     np.testing.assert_allclose(pixels[17:], 40000 / 65535 * 255, atol=1)
 
 
-def test_a_jpeg_in_too_many_scans_is_refused_before_it_is_decoded(tmp_path):
+@pytest.mark.parametrize('kind', ['JPEG', 'MPO'])  # MPO: a JPEG file of several pictures (a 3D camera's)
+def test_a_jpeg_in_too_many_scans_is_refused_before_it_is_decoded(tmp_path, kind):
     """Each scan of a progressive JPEG is a pass over every pixel, and libjpeg counts none: a 2 MB file of
     200,000 empty scans over 9000 x 9000 pixels takes hours. Photos have at most a few dozen."""
     buffer = io.BytesIO()
-    Image.new('L', (64, 64), 128).save(buffer, 'JPEG', progressive=True)
+    several = {'save_all': True, 'append_images': [Image.new('L', (64, 64), 100)]} if kind == 'MPO' else {}
+    Image.new('L', (64, 64), 128).save(buffer, kind, progressive=True, **several)
     data = buffer.getvalue()
     last_scan = data[data.rindex(b'\xff\xda'):-2]  # the last scan, up to the end-of-image marker
     (tmp_path / 'scans.jpg').write_bytes(data[:-2] + last_scan * 200 + data[-2:])
