@@ -1021,18 +1021,21 @@ def run_program(parse, run, argv):
         return 1
     finally:
         sys.stdout, tempfile.tempdir, COMMAND_LINE = stdout, previous_tempdir, False
-        RUN.clear()
-        if columns is None:
-            os.environ.pop('COLUMNS', None)
-        else:
-            os.environ['COLUMNS'] = columns
-        if plt.get_backend() != backend:
-            plt.switch_backend(backend)
-        keras.mixed_precision.set_global_policy(policy)
-        tf.get_logger().setLevel(tf_logging)
-        clean_up()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+        try:
+            RUN.clear()
+            if columns is None:
+                os.environ.pop('COLUMNS', None)
+            else:
+                os.environ['COLUMNS'] = columns
+            if plt.get_backend() != backend:
+                with contextlib.suppress(ImportError):  # MPLBACKEND's module, never loaded: none to go back to
+                    plt.switch_backend(backend)
+            keras.mixed_precision.set_global_policy(policy)
+            tf.get_logger().setLevel(tf_logging)
+        finally:
+            clean_up()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
 
 
 def temporary_folder():

@@ -511,6 +511,20 @@ def test_a_backend_module_that_is_not_there_is_one_line(monkeypatch, capsys):
     assert err.startswith('error: MPLBACKEND=module://missing_backend') and err.count('\n') == 1
 
 
+def test_a_backend_module_that_is_not_there_needs_no_show_and_leaves_nothing(saved_model, tmp_path, monkeypatch,
+                                                                            capsys):
+    """MPLBACKEND=module://missing without --show: the figures are drawn to files (Agg), and at the end the
+    backend that never loaded is not gone back to: no traceback, and the run's temporary folder removed."""
+    monkeypatch.setitem(cifar_cnn.plt.rcParams, 'backend', 'module://missing_backend')
+    monkeypatch.setenv('MPLBACKEND', 'module://missing_backend')
+    (private := tmp_path / 'tmp').mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(private))
+    Image.new('RGB', (32, 32), 'red').save(tmp_path / 'ok.png')
+    assert cifar_cnn.main(['--load-model', saved_model, '--predict', str(tmp_path / 'ok.png')]) == 0
+    out, err = capsys.readouterr()
+    assert f'{tmp_path / "ok.png"}: ' in out and err == '' and os.listdir(private) == []
+
+
 def test_warnings_made_errors_by_w_error_cost_no_finished_work(monkeypatch, capsys, tmp_path):
     """python -W error: a warning inside the run (Keras's, as it saves a model) is held back until the run is
     done, then one line; what the run wrote is there."""
