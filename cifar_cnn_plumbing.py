@@ -794,7 +794,7 @@ def figure_metadata(cnn):
                                                   for index in np.argsort(per_class)),
                   'Most confused': f'{cnn.classes[confused[0]]} taken for {cnn.classes[confused[1]]} '
                                    f'{matrix[confused]} times'}
-    return facts
+    return {name: printable(value) for name, value in facts.items()}  # PNG text is Unicode: no undecoded bytes
 
 
 # ─── Writing files: whole or not at all, and nothing of a run left behind ────────────────────────────

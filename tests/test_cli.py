@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 from conftest import FIGURES, ROOT, SIGNALS, TINY, WINDOWS_LACKS
+from PIL import Image
 
 import cifar_cnn
 import cifar_cnn_plumbing as plumbing
@@ -68,6 +69,18 @@ def test_load_model_runs_the_steps_after_training(saved_model, session_cifar_dir
     stdout = capsys.readouterr().out
     assert 'Epoch 1/' not in stdout and 'Accuracy: ' in stdout
     assert set(os.listdir(tmp_path)) == FIGURES - {'history.png'}  # no training, no history to plot
+
+
+def test_a_name_that_is_not_utf_8_on_the_command_line_goes_into_each_figure_escaped(saved_model, session_cifar_dir,
+                                                                                     tmp_path, capsys):
+    """The command line is recorded in each figure; a name whose bytes are not UTF-8 (Python holds them as
+    surrogates) is recorded escaped, and the figures are written."""
+    figures = str(tmp_path / os.fsdecode(b'caf\xe9'))
+    assert cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '5', '--load-model', saved_model,
+                           '--figures-dir', figures]) == 0
+    assert 'Traceback' not in capsys.readouterr().err
+    command = Image.open(os.path.join(figures, 'predictions.png')).text['Command']
+    assert command.endswith(f'--figures-dir {tmp_path}/caf\\udce9')
 
 
 # ─── Output streams: a reader gone, a full disk, no standard output at all ───────────────────────
