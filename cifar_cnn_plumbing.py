@@ -434,6 +434,8 @@ def require(cnn, step, *made, convolutions=False):
             raise CifarError(f'{step}() needs {made_by} first{brackets}')
         if name == 'test_ds':
             current_datasets(cnn)
+        if name == 'predictions':
+            check_counts(cnn, 'test')
         if name == 'predictions' and value.shape != (len(cnn.test_imgs), len(cnn.classes)):
             raise CifarError(f'{step}() needs {made_by} first (cnn.predictions holds {value.shape} numbers, not '
                              f'{len(cnn.classes)} for each of the {len(cnn.test_imgs):,} test images)')
@@ -594,6 +596,7 @@ def datasets(cnn, train_pixels=None, test_pixels=None):
     """(train, validation, test) tf.data pipelines over cnn's images and labels (or over `train_pixels` and
     `test_pixels`, the same images as loaded), validation on the test set unless --validation-split. Sets
     cnn.validation_label, the curve's name for evaluate_model()."""
+    check_counts(cnn, 'train', 'test')
     kept = training_images(cnn)
     cnn._pipelines_made_with = pipeline_settings(cnn)
     train_pixels = cnn.train_imgs if train_pixels is None else train_pixels
@@ -611,10 +614,30 @@ def datasets(cnn, train_pixels=None, test_pixels=None):
 def current_datasets(cnn):
     """The pipelines remade if what they were made from changed since: the arrays (a new one put in their place:
     `cnn.test_imgs = cnn.test_imgs[:100]`), the batch size, --augment or --validation-split; checked first."""
-    check_arguments(batch_size=cnn.batch_size, variations=cnn.variations)
-    check_arguments(**{field.name: getattr(cnn.variations, field.name) for field in dataclasses.fields(cnn.variations)})
+    check_arguments(batch_size=cnn.batch_size)
+    current_variations(cnn)
     if pipeline_settings(cnn) != cnn._pipelines_made_with:
         cnn.train_ds, cnn.validation_ds, cnn.test_ds = datasets(cnn)
+
+
+def current_variations(cnn):
+    """cnn.variations as the steps use them, checked again; None (`cnn.variations = None`) is none of them, as
+    for CifarCNN(variations=None)."""
+    if cnn.variations is None:
+        cnn.variations = RULES['variations']()
+    check_arguments(variations=cnn.variations)
+    check_arguments(**{field.name: getattr(cnn.variations, field.name) for field in dataclasses.fields(cnn.variations)})
+    return cnn.variations
+
+
+def check_counts(cnn, *kinds):
+    """One line if arrays put in place of the class's hold images and labels of different counts: for each of
+    `kinds` ('train', 'test'), cnn.{kind}_imgs and cnn.{kind}_labels."""
+    for kind in kinds:
+        imgs, labels = getattr(cnn, f'{kind}_imgs'), getattr(cnn, f'{kind}_labels')
+        if len(imgs) != len(labels):
+            raise CifarError(f'cnn.{kind}_imgs holds {len(imgs):,} images and cnn.{kind}_labels {len(labels):,} '
+                             'labels: put in place the labels of those very images (or the images of those labels)')
 
 
 EVAL_BATCH_SIZE = 500  # evaluation and prediction: the same numbers as batches of 32, in fewer steps
@@ -652,7 +675,7 @@ def scaled(images):
 
 def training_images(cnn):
     """How many training images are trained on: all but the last --validation-split of them."""
-    held_out = math.ceil(len(cnn.train_imgs) * cnn.variations.validation_split)
+    held_out = math.ceil(len(cnn.train_imgs) * current_variations(cnn).validation_split)
     if held_out >= len(cnn.train_imgs):
         raise CifarError(f'{named("validation_split", cnn.variations.validation_split)} leaves no training images '
                          f'out of {len(cnn.train_imgs)}')
@@ -677,7 +700,7 @@ def pipeline_settings(cnn):
 
 def network_settings(cnn):
     """What build_model() makes the network and its optimizer from."""
-    cosine = cnn.variations.cosine_decay
+    cosine = current_variations(cnn).cosine_decay
     return cnn.variations.batch_norm, cnn.variations.dropout, cosine, cosine and (cnn.epochs, cnn.batch_size)
 
 

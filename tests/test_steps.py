@@ -199,6 +199,28 @@ def test_arrays_put_in_place_of_the_classes_are_what_the_steps_then_use(fresh, c
     assert accuracy == fresh.model.evaluate(fresh.test_ds, verbose=0)[1]
 
 
+def test_variations_set_to_none_after_the_constructor_are_none_of_them_as_in_it(fresh, capsys):
+    fresh.variations = None
+    fresh.model = fresh.build_model()
+    fresh.train_model()
+    assert 'Epoch times' in capsys.readouterr().out and fresh.variations == Variations()
+
+
+@pytest.mark.parametrize('labels', ['train_labels', 'test_labels'])
+def test_labels_put_in_place_for_another_count_of_images_are_one_line(fresh, labels):
+    setattr(fresh, labels, getattr(fresh, labels)[:10])
+    for step in (fresh.train_model, fresh.evaluate_model):
+        with refused(f'cnn.{labels}', f'cnn.{labels.replace("labels", "imgs")}', 'labels of those very images'):
+            step()
+
+
+def test_test_labels_shortened_after_the_predictions_are_one_line(trained, monkeypatch):
+    monkeypatch.setattr(trained, 'test_labels', trained.test_labels[:10])
+    for step in (trained.plot_confusion_matrix, trained.plot_mistakes):
+        with refused('cnn.test_labels', 'cnn.test_imgs', 'labels of those very images'):
+            step()
+
+
 def test_plot_img_refuses_what_is_not_probabilities(trained):
     logits = trained.model.predict(trained.test_imgs[:1], verbose=0)[0] * 100  # the model's raw outputs
     for prediction in (logits, np.full(10, 0.5)):
