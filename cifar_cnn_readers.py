@@ -52,15 +52,13 @@ def load_cifar10(data_dir=None, limit=None):
     """What `keras.datasets.cifar10.load_data()` returns, uint8 images (N, 32, 32, 3) and labels (N, 1),
     training then test: from that very loader, or read strictly from `data_dir`, files a user hands over
     (or from Keras 2's download of them, found offline); `limit`: the first N of each."""
-    if not data_dir and not (data_dir := keras_2_download()):
+    if data_dir is not None:
+        batches = read_data_dir(os.fspath(data_dir))
+    elif (batches := keras_2_download()) is None:
         (train_imgs, train_labels), (test_imgs, test_labels) = keras_load_data()
         return (train_imgs[:limit], train_labels[:limit]), (test_imgs[:limit], test_labels[:limit])
-    batches = read_data_dir(data_dir)
     train_imgs, train_labels = (np.concatenate(arrays)[:limit] for arrays in zip(*batches[:5]))
     test_imgs, test_labels = (np.ascontiguousarray(array[:limit]) for array in batches[5])
-    for what, imgs in (('training', train_imgs), ('test', test_imgs)):
-        if not len(imgs):
-            raise CifarError(f'{named("data_dir", data_dir)}: holds no {what} images')
     return (train_imgs, train_labels), (test_imgs, test_labels)
 
 
@@ -71,14 +69,21 @@ def keras_datasets():
 
 
 def keras_2_download():
-    """Keras 2's unpacked download of CIFAR-10, where Keras 3 has none of its own (it keeps it under another name),
-    or None: read as --data-dir reads a folder, rather than downloading 163 MB again."""
+    """The batches of Keras 2's unpacked download of CIFAR-10, where Keras 3 has none of its own (it keeps it under
+    another name), or None: read as --data-dir reads a folder, rather than downloading 163 MB again. One that is
+    incomplete or damaged is one line naming it and saying to delete it."""
     folder = os.path.join(keras_datasets(), 'cifar-10-batches-py')
     keras_3 = [os.path.join(keras_datasets(), f'cifar-10-batches-py-target{end}') for end in ('', '_archive')]
-    if os.path.isdir(folder) and not any(os.path.exists(path) for path in keras_3):
-        print(f"Reading CIFAR-10 from Keras 2's download, {folder}")
-        return folder
-    return None
+    if not os.path.isdir(folder) or any(os.path.exists(path) for path in keras_3):
+        return None
+    print(f"Reading CIFAR-10 from Keras 2's download, {folder}")
+    try:
+        if missing := [name for name in BATCH_FILES if not os.path.lexists(os.path.join(folder, name))]:
+            raise CifarError(f'{folder}: has no {missing[0]}')
+        return read_data_dir(folder, label=folder)
+    except CifarError as error:
+        raise CifarError(f"Keras's earlier download of CIFAR-10: {error}; delete {folder}, and Keras downloads "
+                         f'CIFAR-10 again (or point {named("data_dir")} at a copy)') from None
 
 
 DOWNLOAD_STALL_SECONDS = 60  # a download that receives nothing for this long is given up
@@ -123,10 +128,20 @@ OTHER_DOWNLOADS = {  # what else the CIFAR page offers, by the names it unpacks 
 ARCHIVES = ['cifar-10-python.tar.gz', 'cifar-10-python.tar']  # the download, and as some browsers unpack it once
 
 
-def read_data_dir(data_dir):
-    """--data-dir: a folder of batch files, one holding cifar-10-batches-py/, one holding the archive, or the
-    archive itself; another version of CIFAR (or CIFAR-100) is named, with the one to get."""
-    label = named('data_dir', data_dir)
+def read_data_dir(data_dir, label=None):
+    """--data-dir: the six batches (images, labels) of a folder of batch files, one holding cifar-10-batches-py/,
+    one holding the archive, or the archive itself; another version of CIFAR (or CIFAR-100) is named, with the one
+    to get. `label`: how errors name `data_dir`, by default as the user gave it."""
+    label = label or named('data_dir', data_dir)
+    batches = read_cifar_files(data_dir, label)
+    for what, read in (('training', batches[:5]), ('test', batches[5:])):
+        if not sum(len(imgs) for imgs, _ in read):
+            raise CifarError(f'{label}: holds no {what} images')
+    return batches
+
+
+def read_cifar_files(data_dir, label):
+    """read_data_dir()'s batches, as they are found."""
     if os.path.isfile(data_dir) and data_dir.endswith(('.tar.gz', '.tgz', '.tar')):
         return read_tarball(data_dir)
     if not os.path.isdir(data_dir):

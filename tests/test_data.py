@@ -4,6 +4,7 @@ import gzip
 import importlib
 import io
 import os
+import pathlib
 import pickle
 import shutil
 import socket
@@ -52,6 +53,14 @@ def test_every_data_dir_layout_gives_the_same_arrays(tmp_path, layout):
         folder, written = make_cifar_folder(str(tmp_path))
         data_dir = folder if layout.endswith('itself') else str(tmp_path)
     check_arrays(load_cifar10(data_dir), written)
+
+
+def test_the_data_and_figures_folders_may_be_path_objects(tmp_path):
+    path, written = make_tarball(str(tmp_path))
+    cnn = cifar_cnn.CifarCNN(data_dir=pathlib.Path(path), figures_dir=tmp_path / 'figures', show=False)
+    check_arrays(((cnn.train_imgs, cnn.train_labels), (cnn.test_imgs, cnn.test_labels)), written)
+    cnn.explore_data()
+    assert os.listdir(tmp_path / 'figures') == ['25-train-images.png']
 
 
 def test_same_as_keras_loader(tmp_path):
@@ -470,6 +479,27 @@ def test_keras_2s_download_is_read_offline_instead_of_downloading_again(capsys):
     try:
         check_arrays(load_cifar10(None), written)  # conftest's proxy refuses any download: none was tried
         assert f"Keras 2's download, {folder}" in capsys.readouterr().out
+    finally:
+        shutil.rmtree(KERAS_DATASETS)
+
+
+@pytest.mark.parametrize('left', ['nothing', 'data_batch_1 only', 'a damaged data_batch_1', 'no test images'])
+def test_an_incomplete_keras_2_download_is_named_as_such_with_what_to_do(left):
+    """No --data-dir given: an error in Keras 2's download names it as that, and says to delete it."""
+    folder, _ = make_cifar_folder(KERAS_DATASETS)
+    if left == 'a damaged data_batch_1':
+        with open(os.path.join(folder, 'data_batch_1'), 'wb') as f:
+            f.write(b'not a pickle')
+    elif left == 'no test images':
+        write_batch(os.path.join(folder, 'test_batch'), np.zeros((0, 32, 32, 3), np.uint8), [])
+    else:
+        for name in os.listdir(folder):
+            if not (name == 'data_batch_1' and left == 'data_batch_1 only'):
+                os.remove(os.path.join(folder, name))
+    try:
+        with refused(folder, "Keras's earlier download", f'delete {folder}', 'data_dir=') as error:
+            cifar_cnn.CifarCNN()
+        assert not str(error.value).startswith('data_dir=')
     finally:
         shutil.rmtree(KERAS_DATASETS)
 
