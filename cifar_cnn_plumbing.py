@@ -645,10 +645,11 @@ EVAL_BATCH_SIZE = 500  # evaluation and prediction: the same numbers as batches 
 
 def pipeline(imgs, labels, batch_size, shuffle=False, augment=False):
     """A tf.data pipeline over images as loaded (uint8: a quarter of float32's memory), each batch scaled to
-    float32 in [0, 1] as preprocess_data() scales the arrays; a new order every epoch with shuffle, as
-    fit(shuffle=True) gives arrays; with augment (--augment) each batch flipped and shifted first, in order,
-    so that a seed repeats a run (bench/README.md)."""
-    imgs, labels = tf.constant(imgs), tf.constant(labels)
+    float32 in [0, 1] as preprocess_data() scales the arrays (images of another type: scaled() first, whole); a
+    new order every epoch with shuffle, as fit(shuffle=True) gives arrays; with augment (--augment) each batch
+    flipped and shifted first, in order, so that a seed repeats a run (bench/README.md)."""
+    loaded = np.asarray(imgs)
+    imgs, labels = tf.constant(loaded if loaded.dtype == np.uint8 else scaled(loaded)), tf.constant(labels)
     dataset = tf.data.Dataset.range(len(imgs))
     if shuffle:
         dataset = dataset.shuffle(len(imgs), reshuffle_each_iteration=True)

@@ -221,6 +221,17 @@ def test_test_labels_shortened_after_the_predictions_are_one_line(trained, monke
             step()
 
 
+def test_pixels_put_in_place_as_floats_from_0_to_255_are_scaled_as_everywhere(fresh, capsys):
+    """cnn.test_imgs = raw.astype(np.float32), not divided: the steps scale them by scaled()'s one rule, as
+    grad_cam() and the figures do, and evaluate_model() gives the numbers of the images as loaded."""
+    def loss():
+        fresh.evaluate_model()
+        return float(next(line for line in capsys.readouterr().out.splitlines() if line.startswith('Loss:'))[6:])
+    as_loaded = loss()
+    fresh.test_imgs = (fresh.test_imgs * 255).round().astype(np.float32)
+    assert loss() == pytest.approx(as_loaded, rel=1e-5)
+
+
 def test_plot_img_refuses_what_is_not_probabilities(trained):
     logits = trained.model.predict(trained.test_imgs[:1], verbose=0)[0] * 100  # the model's raw outputs
     for prediction in (logits, np.full(10, 0.5)):
