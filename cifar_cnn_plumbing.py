@@ -212,8 +212,8 @@ def startup_problem(environ, places):
     if (backend := environ.get('KERAS_BACKEND')) and backend != 'tensorflow':  # empty: unset, as for Keras
         return f'KERAS_BACKEND={backend}: runs on TensorFlow only; unset it'
     for variable in ('KERAS_MAX_EPOCHS', 'KERAS_MAX_STEPS_PER_EPOCH'):
-        if variable in environ and not environ[variable].strip().lstrip('-').isdigit():
-            return f'{variable}={environ[variable]}: Keras wants a whole number there; unset it'
+        if variable in environ and not re.fullmatch(r'0*[1-9][0-9]*', environ[variable].strip()):
+            return f'{variable}={environ[variable]}: Keras wants a whole number there, 1 or more; unset it'
     for name in REQUIRED:
         spec = importlib.util.find_spec(name)
         if spec is None:

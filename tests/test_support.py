@@ -453,6 +453,8 @@ def test_a_config_file_that_is_no_file_is_refused_without_waiting(tmp_path, kind
     ({'KERAS_BACKEND': ''}, None),  # empty: unset, as Keras takes it
     ({'KERAS_BACKEND': 'jax'}, ['KERAS_BACKEND=jax', 'unset']),
     ({'KERAS_MAX_EPOCHS': 'ten'}, ['KERAS_MAX_EPOCHS=ten', 'whole number']),
+    ({'KERAS_MAX_EPOCHS': '-1'}, ['KERAS_MAX_EPOCHS=-1', '1 or more', 'unset']),  # it would train no epoch
+    ({'KERAS_MAX_STEPS_PER_EPOCH': '0'}, ['KERAS_MAX_STEPS_PER_EPOCH=0', '1 or more', 'unset']),
     ({'KERAS_MAX_STEPS_PER_EPOCH': '3'}, None)])
 def test_environment_variables_keras_reads_are_checked_first(tmp_path, environ, names):
     problem = plumbing.startup_problem({'KERAS_HOME': str(tmp_path), **environ}, [])
