@@ -455,6 +455,7 @@ def _predict_files(model, paths):
         if read:
             probabilities = probability_model(model).predict_on_batch(scaled(np.stack([pixels for _, pixels in read])))
             for (path, _), classes in zip(read, keras.ops.convert_to_numpy(probabilities)):
+                plumbing.check_computed(classes, plumbing.printable(path))
                 top = ', '.join(f'{CLASSES[i]} {classes[i]:.2f}' for i in np.argsort(classes)[::-1][:3])
                 print(f'{plumbing.printable(path)}: {top}')
     return failed

@@ -407,6 +407,7 @@ def check_prediction(classes, prediction, actual_label, img=None):
     probabilities = as_numbers(prediction, 'prediction')
     if probabilities.shape != (len(classes),):
         raise CifarError(f'prediction must be {len(classes)} probabilities, one per class (a row of cnn.predictions)')
+    check_computed(probabilities, 'these images')
     if not (probabilities.min() >= 0 and abs(probabilities.sum() - 1) < 0.01):
         raise CifarError('prediction must be probabilities, 0 or more and summing to 1, as a row of cnn.predictions '
                          "is: a model's raw outputs need the Softmax that make_prediction() adds")
@@ -416,6 +417,13 @@ def check_prediction(classes, prediction, actual_label, img=None):
     shape = as_numbers(img, 'img').shape
     if not (len(shape) == 2 or len(shape) == 3 and shape[2] in (3, 4)) or 0 in shape:
         raise CifarError(f'img must be a picture, (height, width, 3) pixels, not an array of shape {shape}')
+
+
+def check_computed(outputs, images):
+    """One line if the model computed non-numbers for `images`: weights no picture can be answered with."""
+    if not np.isfinite(outputs).all():
+        raise CifarError(f'the model computes non-numbers (NaN or infinity) for {images}: its weights are unusable; '
+                         'train it again, or load another model')
 
 
 MADE_BY = {  # what a step of CifarCNN may need made first: its type, and the step that makes it

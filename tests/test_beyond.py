@@ -462,6 +462,25 @@ def test_the_cnn_instead_of_its_model_or_no_file_names_is_one_line(trained, tmp_
     assert os.listdir(tmp_path) == []
 
 
+def test_a_model_that_computes_non_numbers_says_its_weights_are_unusable(session_cifar_dir, tmp_path):
+    """Weights within what training writes can still overflow: a --batch-norm model with every weight 1e4 and
+    moving variances 0 computes NaN. Its answers are one line saying so, not 'truck nan', nor a blame on raw
+    outputs."""
+    model = cifar_cnn.build_network(batch_norm=True)
+    for variable in model.weights:
+        variable.assign(np.full(variable.shape, 0 if 'moving_variance' in variable.path else 1e4, np.float32))
+    cifar_cnn.save_model(model, tmp_path / 'nan.keras')
+    loaded = cifar_cnn.load_model(tmp_path / 'nan.keras')
+    Image.new('RGB', (32, 32), 'red').save(tmp_path / 'red.png')
+    with refused('non-numbers', 'red.png', 'weights are unusable'):
+        cifar_cnn.predict_files(loaded, [str(tmp_path / 'red.png')])
+    cnn = cifar_cnn.CifarCNN(data_dir=session_cifar_dir, show=False)
+    cnn.preprocess_data()
+    cnn.model = loaded
+    with refused('non-numbers', 'weights are unusable'):
+        cnn.make_prediction()
+
+
 RAMP = np.linspace(0, 1, 32 * 32, dtype=np.float64).reshape(32, 32)  # black to white, every grey level
 
 
