@@ -545,7 +545,7 @@ def run(args):
     variations = Variations(args.augment, args.batch_norm, args.dropout or 0.0, args.validation_split or 0.0,
                             args.cosine_decay, args.tensorboard)
     if loaded is None:
-        print(f'Experiments: {variations}')
+        print(f'Experiments: {plumbing.printable(variations)}')
 
     cnn = CifarCNN(data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size, limit=args.limit,
                    figures_dir=args.figures_dir, show=args.show, variations=variations)

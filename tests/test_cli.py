@@ -211,6 +211,13 @@ def test_tensorboard_without_tensorboard_says_how_to_get_it(tmp_path, monkeypatc
     assert '--tensorboard' in err and f'{sys.executable} -m pip install tensorboard' in err and err.count('\n') == 1
 
 
+def test_a_tensorboard_folder_named_with_terminal_codes_is_printed_escaped(tmp_path, capsys):
+    folder = str(tmp_path / 'x\n\x1b[31mFAKE')
+    cifar_cnn.main(['--tensorboard', folder, '--data-dir', '/nonexistent'])
+    out = capsys.readouterr().out
+    assert f'Experiments: --tensorboard {tmp_path}/x\\n\\x1b[31mFAKE\n' in out and '\x1b' not in out
+
+
 def test_a_validation_split_leaving_nothing_fails_before_any_figure(session_cifar_dir, tmp_path, capsys):
     code = cifar_cnn.main(['--data-dir', session_cifar_dir, '--limit', '10', '--validation-split', '0.999',
                            '--figures-dir', str(tmp_path / 'f')])
