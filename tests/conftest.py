@@ -255,15 +255,18 @@ def start_cli_runs(base, cifar_dir, saved_model):
     photo = base / 'photo.jpg'
     Image.new('RGB', (640, 480), (200, 30, 30)).save(photo)
     predict = ['--load-model', saved_model, '--predict', str(photo), str(photo)]
+    # More answers than a pipe holds (64 KiB): a reader gone after the first line is met by a write, however late
+    Image.new('RGB', (32, 32), (200, 30, 30)).save(small := base / 'small.png')
+    piped = ['--load-model', saved_model, '--predict', *[str(small)] * 1000]
     runs = {'full': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'full' / 'figures'),
                          '--save-model', str(base / 'full' / 'model.keras')], base / 'full'),
             'predict': Run([*predict, str(base / 'nope.png')], base / 'predict'),
-            'head -1': Run(predict, base / 'head', head='Loaded the model'),
+            'head -1': Run(piped, base / 'head', head='Loaded the model'),
             'training | head': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'training-head')],
                                    base / 'training-head', head='Layer (type)'),  # in what Keras prints
             '> /dev/full': Run(predict, base / 'full-disk', stdout=None, shell='> /dev/full'),
             '>&-': Run(predict, base / 'closed', stdout=None, shell='>&-'),
-            'without what Windows lacks': Run(predict, base / 'bare', head='Loaded the model',
+            'without what Windows lacks': Run(piped, base / 'bare', head='Loaded the model',
                                               env={'PYTHONPATH': without_what_windows_lacks(base / 'site')}),
             'KERAS_BACKEND': Run(['--limit', '5'], base / 'keras', env={'KERAS_BACKEND': 'jax'}),
             'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'}),
