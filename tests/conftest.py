@@ -272,7 +272,8 @@ def start_cli_runs(base, cifar_dir, saved_model):
             'MPLBACKEND': Run(['--limit', '5'], base / 'mpl', env={'MPLBACKEND': 'nonsense'}),
             'ulimit -v': Run(['--limit', '5'], base / 'address-space', limits='ulimit -v 2000000;'),  # kB: 1.9 GiB
             'ulimit -f': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'file-size' / 'figures')],
-                             base / 'file-size', limits='ulimit -f 20;'),  # kB: less than the first figure
+                             base / 'file-size',  # 20 kB: less than the first figure, and than --cov's own data
+                             limits='unset COVERAGE_PROCESS_CONFIG COVERAGE_PROCESS_START; ulimit -f 20;'),  # file
             'COLUMNS=5': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'narrow')], base / 'narrow',
                              env={'COLUMNS': '5'}),
             'keras.json': Run(['--data-dir', cifar_dir, *TINY, '--figures-dir', str(base / 'keras-json')],

@@ -460,6 +460,16 @@ def test_another_version_of_cifar_is_named_with_the_one_to_get(tmp_path, what, n
     loading_refuses(str(data_dir), named, 'cifar-10-python.tar.gz', readers.CIFAR_PAGE)
 
 
+def test_another_versions_archive_under_the_cifar_10_name_is_named_with_the_one_to_get(tmp_path):
+    """CIFAR-100's download renamed cifar-10-python.tar.gz: read as far as its first member, and named."""
+    path = tmp_path / 'cifar-10-python.tar.gz'
+    with tarfile.open(path, 'w:gz') as archive:
+        member = tarfile.TarInfo('cifar-100-python/train')
+        member.size = 4
+        archive.addfile(member, io.BytesIO(b'data'))
+    loading_refuses(str(tmp_path), 'CIFAR-100', 'cifar-10-python.tar.gz', readers.CIFAR_PAGE)
+
+
 @pytest.mark.parametrize('form', ['the archive named as --data-dir', 'unpacked once by a browser (.tar)',
                                   'a plain tar under the .tar.gz name'])
 def test_the_archive_in_every_form_a_reader_may_have_gives_the_same_arrays(tmp_path, form):
