@@ -19,6 +19,7 @@ from tensorflow.keras import layers, models
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -116,11 +117,11 @@ class CifarCNN:  # post: CifarCNN(object), the same class in Python 3
 
     def train_model(self):
         plumbing.require(self, 'train_model', 'test_ds', 'model')  # not in the post: a step called too early, one line
-        plumbing.use_current_settings(self, 'train_model')  # not in the post: cnn.epochs = 0 and the like
+        plumbing.use_current_settings(self, 'train_model')  # not in the post: cnn.epochs = 0 set since, one line
         return self.model.fit(
             self.train_ds,  # post: self.train_imgs, self.train_labels (see preprocess_data)
             epochs=self.epochs,
-            validation_data=self.validation_ds,  # post: the test set; the same unless --validation-split
+            validation_data=self.validation_ds,  # post: the test set; the same unless Variations(validation_split=...)
             # not in the post: a truthful progress bar, a clean Ctrl-C, epoch times, a second call going on
             callbacks=plumbing.training_callbacks(self),
             shuffle=False,  # train_ds shuffles itself every epoch; fit() would warn
@@ -139,7 +140,7 @@ class CifarCNN:  # post: CifarCNN(object), the same class in Python 3
             return
 
         plt.figure()  # post: none, drawing on whatever figure is current
-        epochs = range(1, len(self.history.epoch) + 1)  # post: none, so from 0, where training prints Epoch 1/10
+        epochs = range(1, len(self.history.epoch) + 1)  # post: none, so 0-9 where training printed Epoch 1/10-10/10
         # post: no markers, so that one epoch drew nothing
         plt.plot(epochs, self.history.history['accuracy'], label='accuracy', marker='o')
         plt.plot(epochs, self.history.history['val_accuracy'], label=self.validation_label, marker='o')
@@ -374,6 +375,7 @@ class CifarCNN:  # post: CifarCNN(object), the same class in Python 3
 
 
 
+@functools.lru_cache(maxsize=1)  # the same one while the model is: a new one would be traced again at each call
 def probability_model(model):
     """The post's prob_model: `model`, then a softmax, computed in float32 (in mixed precision a bfloat16
     softmax sums to 1 within 1% only)."""

@@ -319,7 +319,7 @@ def allowed(name):
     if rule is os.PathLike:
         return 'a file or folder name (1 to 4,096 characters, no NUL)'
     if isinstance(rule, str):
-        return f'a file name ending in {rule}, after a name (up to 4,096 characters, no NUL)'
+        return f'a file name ending in {rule}, such as cifar{rule}'
     if isinstance(rule, type):
         return 'True or False' if rule is bool else f'{rule.__name__}(...)'
     if isinstance(rule[0], int):

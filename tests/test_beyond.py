@@ -439,6 +439,15 @@ def test_predict_files_answers_more_files_than_one_batch_holds(trained, tmp_path
     assert len(answers) == plumbing.EVAL_BATCH_SIZE + 1 and len(set(answers)) == 1
 
 
+def test_asking_again_and_again_stays_quiet(trained, tmp_path, capsys, caplog):
+    """A learner trying pictures one at a time: each call prints its answer alone, and TensorFlow never warns
+    about retracing (from the fifth call on, were each call's probability model a new one)."""
+    Image.fromarray(as_loaded(trained.test_imgs[0])).save(tmp_path / 'one.png')
+    for _ in range(7):
+        cifar_cnn.predict_files(trained.model, [str(tmp_path / 'one.png')])
+    assert len(capsys.readouterr().out.splitlines()) == 7 and 'retracing' not in caplog.text
+
+
 def test_file_names_may_be_path_objects_one_name_or_a_generator(trained, tmp_path, capsys):
     """The ways Python hands over file names: pathlib's Path, one name for one picture, names as they come."""
     cifar_cnn.save_model(trained.model, tmp_path / 'm.keras')
