@@ -143,8 +143,8 @@ def stderr_dropped(lines):
     global stderr_fd
     try:
         caught = tempfile.TemporaryFile() if sys.stderr is not None else None  # noqa: SIM115 -- `with caught` below
-    except OSError:  # no usable temporary folder: run_as_a_program says so
-        caught = None
+    except OSError:  # no usable temporary folder: run_as_a_program says so (untested: at import, before a test
+        caught = None  # can take the folder away)
     if caught is None:
         yield
         return
@@ -185,7 +185,7 @@ def read_file(path, label, limit, advice=''):
         raise CifarError(f'{label}: no such file') from None
     except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
         raise CifarError(f'{label}: cannot read it ({getattr(error, "strerror", None) or error})') from None
-    if len(data) > limit:
+    if len(data) > limit:  # untested: a file written to as it is read, a race no test stages reliably
         raise CifarError(f'{label}: grew past {limit:,} bytes while being read')
     return data
 
@@ -255,7 +255,7 @@ def resource_limit(name):
         import resource  # not on Windows
         soft = resource.getrlimit(getattr(resource, name))[0]
         return math.inf if soft == resource.RLIM_INFINITY else soft
-    except (ImportError, AttributeError, OSError):
+    except (ImportError, AttributeError, OSError):  # Windows has no resource module: untested, by reading
         return math.inf
 
 
@@ -464,7 +464,7 @@ def keras_quiet():
     try:
         yield
     finally:
-        if was_on:
+        if was_on:  # off already: inside another keras_quiet(), which no step does today
             keras.config.enable_interactive_logging()
 
 
@@ -576,7 +576,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.start)
     def on_train_end(self, logs=None):
         self.times = self.times[:len(self.model.history.epoch)]  # StopOnCtrlC, before, dropped a cut epoch
-        if self.times:
+        if self.times:  # none when Ctrl-C cut the first epoch, which no test does
             print(f'Epoch times (s): {", ".join(f"{t:.1f}" for t in self.times)}; '
                   f'mean {np.mean(self.times):.1f} s/epoch')
 
@@ -674,7 +674,7 @@ def scaled(images):
     """Pixels 0-255 -> float32 in [0, 1]: the post's `/ 255.0`, in the one place it is done, for arrays and for a
     pipeline's tensors alike. Arrays in [0, 1] already (float, none above 1: the post's own division, typed
     first) are only made float32."""
-    if tf.is_tensor(images):
+    if tf.is_tensor(images):  # in the pipeline, which tf.data traces: run by every training test, unseen by --cov
         return tf.cast(images, tf.float32) / 255.0
     images = np.asarray(images)
     if images.dtype.kind == 'f' and images.max(initial=0) <= 1:
@@ -731,7 +731,7 @@ def flip_and_shift(images):
     """--augment: each image flipped left-right at random (half of them) and shifted by up to 3 pixels
     (10%) each way, the border filled by reflection: Keras's RandomFlip('horizontal') and
     RandomTranslation(0.1, 0.1) in whole pixels, by indexing, at about half their cost (bench/README.md)."""
-    count, offsets = tf.shape(images)[0], tf.range(32)
+    count, offsets = tf.shape(images)[0], tf.range(32)  # traced by tf.data: tested (--augment), unseen by --cov
     padded = tf.pad(images, [[0, 0], [3, 3], [3, 3], [0, 0]], mode='REFLECT')  # 38 x 38
     rows = tf.random.uniform((count, 1), 0, 7, dtype=tf.int32) + offsets
     cols = tf.random.uniform((count, 1), 0, 7, dtype=tf.int32) + offsets
@@ -918,7 +918,7 @@ def clean_up():
         with contextlib.suppress(OSError):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
-            elif os.path.lexists(path):
+            elif os.path.lexists(path):  # else gone already: renamed into place, or removed by its writer
                 os.remove(path)
         TEMPORARY_PATHS.discard(path)
     for folder in FOLDERS_MADE:  # deepest first
@@ -1026,7 +1026,7 @@ def run_program(parse, run, argv):
         for signum, handler in handlers.items():
             if handler is not signal.SIG_IGN:  # e.g. SIGINT in a background job: leave it ignored
                 signal.signal(signum, stop_now)
-        if hasattr(signal, 'SIGXFSZ'):  # past ulimit -f, a write fails with an error line instead of a kill
+        if hasattr(signal, 'SIGXFSZ'):  # past ulimit -f, a write fails with an error line, not a kill (not Windows)
             handlers[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         if shutil.get_terminal_size().columns < 40:  # Keras's model summary needs room for its columns
             os.environ['COLUMNS'] = '80'
@@ -1042,7 +1042,7 @@ def run_program(parse, run, argv):
     except CifarError as error:
         print(f'error: {printable(error)}', file=sys.stderr)
         return 1
-    except MemoryError:
+    except MemoryError:  # untested: no test can run out of memory at a chosen step without a private seam
         print('error: out of memory: a full run needs about 2 GB; --limit N trains on fewer images', file=sys.stderr)
         return 1
     except StdoutLost as lost:
@@ -1075,7 +1075,7 @@ def temporary_folder():
     the run ends), or one line saying there is no usable temporary folder."""
     try:
         return tempfile.mkdtemp(prefix='cifar_cnn-')
-    except OSError as error:
+    except OSError as error:  # the folder gone since environment_fit_for() checked it: a race, untested
         raise CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room') from None
 
 
@@ -1094,7 +1094,7 @@ def environment_fit_for(args):
                          f'{needed / GiB:.0f}: raise the limit, or train on fewer images (--limit 10000)')
     for folder in {matplotlib.get_configdir(), matplotlib.get_cachedir()}:  # made for this process: no writable HOME
         if os.path.basename(folder).startswith('matplotlib-') and folder.startswith(tempfile.gettempdir()):
-            TEMPORARY_PATHS.add(folder)
+            TEMPORARY_PATHS.add(folder)  # untested: matplotlib decides this once per process, at import
 
 
 def held_back_warnings(caught):
