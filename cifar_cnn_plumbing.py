@@ -243,10 +243,17 @@ def startup_problem(environ, places):
                     + (' or '.join(sorted(allowed)) if isinstance(allowed, set) else 'a decimal number') + ' only'
                 return (f'{path}: "{name}": {json.dumps(value)[:40]}: {takes}; fix or remove it, or point KERAS_HOME '
                         'at another folder')
-    if (limit := resource_limit('RLIMIT_AS')) < MIN_ADDRESS_SPACE:
-        return (f'the address space is limited to {limit / GiB:.1f} GiB (ulimit -v): TensorFlow needs '
-                f'{MIN_ADDRESS_SPACE / GiB:.0f} GiB or more to train; raise the limit')
-    return None
+    return address_space_problem(MIN_ADDRESS_SPACE)
+
+
+def address_space_problem(needed):
+    """One line if the address space (ulimit -v) is smaller than `needed` bytes: MIN_ADDRESS_SPACE for TensorFlow
+    to train at all, FULL_RUN_ADDRESS_SPACE for a full run; else None."""
+    if (limit := resource_limit('RLIMIT_AS')) >= needed:
+        return None
+    fewer = ', or train on fewer images (--limit 10000)' if needed > MIN_ADDRESS_SPACE else ''
+    return (f'the address space is limited to {limit / GiB:.1f} GiB (ulimit -v); this run needs '
+            f'{needed / GiB:.0f} GiB: raise the limit{fewer}')
 
 
 def resource_limit(name):
@@ -444,9 +451,9 @@ def require(cnn, step, *made, convolutions=False):
             current_datasets(cnn)
         if name == 'predictions':
             check_counts(cnn, 'test')
-        if name == 'predictions' and value.shape != (len(cnn.test_imgs), len(cnn.classes)):
-            raise CifarError(f'{step}() needs {made_by} first (cnn.predictions holds {value.shape} numbers, not '
-                             f'{len(cnn.classes)} for each of the {len(cnn.test_imgs):,} test images)')
+            if value.shape != (len(cnn.test_imgs), len(cnn.classes)):
+                raise CifarError(f'{step}() needs {made_by} first (cnn.predictions holds {value.shape} numbers, not '
+                                 f'{len(cnn.classes)} for each of the {len(cnn.test_imgs):,} test images)')
         if name == 'model' and not value.compiled:
             raise CifarError(f'{step}() needs a compiled model: build_model() compiles the post\'s, and a network of '
                              'your own needs model.compile(...) first')
@@ -1076,7 +1083,12 @@ def temporary_folder():
     try:
         return tempfile.mkdtemp(prefix='cifar_cnn-')
     except OSError as error:  # the folder gone since environment_fit_for() checked it: a race, untested
-        raise CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room') from None
+        raise no_temporary_folder(error) from None
+
+
+def no_temporary_folder(error):
+    """The one line for a temporary folder that cannot be used, `error` saying why."""
+    return CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room')
 
 
 def environment_fit_for(args):
@@ -1084,14 +1096,13 @@ def environment_fit_for(args):
     try:
         free = shutil.disk_usage(tempfile.gettempdir()).free
     except OSError as error:  # gettempdir(): no usable temporary folder at all (FileNotFoundError)
-        raise CifarError(f'no usable temporary folder ({first_line(error)}): point TMPDIR at one with room') from None
+        raise no_temporary_folder(error) from None
     if free < MIN_TEMPORARY_SPACE:
         raise CifarError(f'the temporary folder {tempfile.gettempdir()} has {free / 2**20:.0f} MB free; a run needs '
                          f'{MIN_TEMPORARY_SPACE / 2**20:.0f}: free some, or point TMPDIR at another folder')
-    needed = FULL_RUN_ADDRESS_SPACE if args.limit is None and args.load_model is None else MIN_ADDRESS_SPACE
-    if (limit := resource_limit('RLIMIT_AS')) < needed:
-        raise CifarError(f'the address space is limited to {limit / GiB:.1f} GiB (ulimit -v); this run needs '
-                         f'{needed / GiB:.0f}: raise the limit, or train on fewer images (--limit 10000)')
+    if problem := address_space_problem(FULL_RUN_ADDRESS_SPACE if args.limit is None and args.load_model is None
+                                        else MIN_ADDRESS_SPACE):
+        raise CifarError(problem)
     for folder in {matplotlib.get_configdir(), matplotlib.get_cachedir()}:  # made for this process: no writable HOME
         if os.path.basename(folder).startswith('matplotlib-') and folder.startswith(tempfile.gettempdir()):
             TEMPORARY_PATHS.add(folder)  # untested: matplotlib decides this once per process, at import

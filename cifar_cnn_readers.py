@@ -126,6 +126,12 @@ OTHER_DOWNLOADS = {  # what else the CIFAR page offers, by the names it unpacks 
     **dict.fromkeys(['cifar-100-python', 'cifar-100-python.tar.gz', 'cifar-100-binary.tar.gz',
                      'cifar-100-matlab.tar.gz', 'cifar-100-binary', 'cifar-100-matlab'], 'CIFAR-100, not CIFAR-10')}
 ARCHIVES = ['cifar-10-python.tar.gz', 'cifar-10-python.tar']  # the download, and as some browsers unpack it once
+GET_IT = f'get "CIFAR-10 python version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}'
+
+
+def another_download(name):
+    """What `name`, one of OTHER_DOWNLOADS, holds, and the download to get instead."""
+    return f'it holds {OTHER_DOWNLOADS[name]} ({name}), and this program reads the Python version: {GET_IT}'
 
 
 def read_data_dir(data_dir, label=None):
@@ -156,9 +162,8 @@ def read_cifar_files(data_dir, label):
         return read_tarball(archive)
     others = [name for name in [os.path.basename(os.path.normpath(data_dir)), *sorted(os.listdir(data_dir))]
               if name in OTHER_DOWNLOADS]
-    found = f'it holds {OTHER_DOWNLOADS[others[0]]} ({others[0]}), and this program reads the Python version: ' \
-        if others else 'it holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz: '
-    raise CifarError(f'{label}: {found}get "CIFAR-10 python version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}')
+    raise CifarError(f'{label}: ' + (another_download(others[0]) if others else
+                                     f'it holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz: {GET_IT}'))
 
 
 def read_tarball(path):
@@ -176,9 +181,8 @@ def read_tarball(path):
                 name = member.name.removeprefix('./').rstrip('/')
                 if name in members:
                     raise CifarError(f'{path}: refused: it holds {member.name[:80]!r} twice')
-                if name.split('/')[0] in OTHER_DOWNLOADS:
-                    raise CifarError(f'{path}: holds {OTHER_DOWNLOADS[name.split("/")[0]]}; get "CIFAR-10 python '
-                                     f'version" (cifar-10-python.tar.gz) from {CIFAR_PAGE}')
+                if (top := name.split('/')[0]) in OTHER_DOWNLOADS:
+                    raise CifarError(f'{path}: {another_download(top)}')
                 if not (member.isdir() and name in ('.', 'cifar-10-batches-py')
                         or member.isfile() and name in TAR_FILES):
                     raise CifarError(f'{path}: refused: {member.name[:80]!r} is not one of the files of the CIFAR-10 '
